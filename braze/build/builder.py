@@ -1,0 +1,132 @@
+"""The Builder: a Graph (or ONNX model, or Network) in, an Engine out.
+
+    graph --bind shapes--> --infer--> --passes--> --tactics--> --memory plan--> Plan -> Engine
+
+Every step reports progress through `BuilderConfig.progress` and raises a BrazeError that names
+the node and the problem when the model cannot be built.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from ..device import Target
+from ..engine import Engine, LayerChoice, Plan
+from ..errors import ShapeError, UnsupportedError
+from ..ir import Graph, Node, format_shape
+from ..kernels import tactics_for
+from ..ops import infer_shapes
+from .memory import plan_memory
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BuilderConfig:
+    """How to build: input shapes for symbolic dims, optimization level, progress reporting."""
+
+    shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    optimization_level: int = 3
+    progress: Progress | None = None
+
+
+class Builder:
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.target = Target.parse(device)
+
+    def build(self, model: Any, config: BuilderConfig | None = None) -> Engine:
+        """Build an engine from a Graph, a Network, or anything `parse_onnx` takes."""
+        config = config or BuilderConfig()
+        say = config.progress or (lambda msg: None)
+        started = time.perf_counter()
+        graph = _as_graph(model)
+        source_nodes = len(graph.nodes)
+        say(f"building {graph.name!r}: {source_nodes} nodes, target {self.target}")
+
+        bind_shapes(graph, config.shapes)
+        infer_shapes(graph)
+        graph.cleanup()
+        graph.verify()
+
+        layers = choose_tactics(graph, self.target, config.optimization_level, say)
+        memory = plan_memory(graph, alignment=256 if self.target.is_cuda else 64)
+        say(f"memory plan: {memory.arena_size / 2**20:.2f} MiB of activations")
+        plan = Plan(graph, layers, memory, self.target.signature(), build={
+            "source_nodes": source_nodes,
+            "layers": len(graph.nodes),
+            "optimization_level": config.optimization_level,
+            "build_seconds": round(time.perf_counter() - started, 3),
+        })
+        engine = Engine(plan, self.target)
+        say(f"built {len(graph.nodes)} layers in {time.perf_counter() - started:.2f} s")
+        return engine
+
+
+def _as_graph(model: Any) -> Graph:
+    if isinstance(model, Graph):
+        return model.copy()
+    graph = getattr(model, "graph", None)  # a braze.Network
+    if isinstance(graph, Graph):
+        return graph.copy()
+    from ..frontends.onnx import parse_onnx
+
+    return parse_onnx(model)
+
+
+def bind_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> None:
+    """Make every graph input's shape concrete from `shapes`; refuse what is left symbolic."""
+    names = {t.name for t in graph.inputs}
+    unknown = [n for n in shapes if n not in names]
+    if unknown:
+        raise ShapeError(f"shapes given for {', '.join(map(repr, unknown))}, which the model does not have as "
+                         f"inputs; its inputs are {', '.join(repr(n) for n in names) or 'none'}")
+    unresolved = []
+    for t in graph.inputs:
+        if t.name in shapes:
+            given = tuple(int(d) for d in shapes[t.name])
+            if t.shape is not None:
+                if len(given) != len(t.shape):
+                    raise ShapeError(f"input {t.name!r} has rank {len(t.shape)} {format_shape(t.shape)}, "
+                                     f"the shape given, {format_shape(given)}, has rank {len(given)}")
+                clash = [i for i, (d, g) in enumerate(zip(t.shape, given)) if isinstance(d, int) and d != g]
+                if clash:
+                    raise ShapeError(f"input {t.name!r} is {format_shape(t.shape)} in the model; the shape given, "
+                                     f"{format_shape(given)}, differs in dim {clash[0]}")
+            if any(d < 0 for d in given):
+                raise ShapeError(f"input {t.name!r}: shape {format_shape(given)} has a negative dim")
+            t.shape = given
+        elif not t.is_static:
+            unresolved.append(t)
+        if t.dtype is None:
+            raise ShapeError(f"input {t.name!r} has no element type in the model")
+    if unresolved:
+        listing = ", ".join(f"{t.name!r} {format_shape(t.shape)}" for t in unresolved)
+        example = ",".join(f"{t.name}:" + "x".join(str(d) if isinstance(d, int) else "N" for d in (t.shape or ("N",)))
+                           for t in unresolved)
+        raise ShapeError(f"input(s) {listing} have dims that are not fixed; give their shapes, e.g. "
+                         f"--shapes {example} or BuilderConfig(shapes={{...}})")
+
+
+def choose_tactics(graph: Graph, target: Target, level: int, say: Progress) -> dict[str, LayerChoice]:
+    candidates = tactics_for(target)
+    chosen: dict[str, LayerChoice] = {}
+    missing: list[Node] = []
+    for node in graph.nodes:
+        tactic = next((t for t in candidates if t.supports(node, target)), None)
+        if tactic is None:
+            missing.append(node)
+            continue
+        config = tactic.configs(node, target, level)[0]
+        chosen[node.name] = LayerChoice(tactic.name, config)
+    if missing:
+        listing = ", ".join(f"{n.name!r} ({n.op})" for n in missing[:5])
+        raise UnsupportedError(f"no {target.kind} tactic can run {len(missing)} layer(s): {listing}")
+    say(f"tactics chosen for {len(chosen)} layers")
+    return chosen
+
+
+__all__ = ["Builder", "BuilderConfig", "bind_shapes", "choose_tactics"]

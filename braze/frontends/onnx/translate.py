@@ -1,0 +1,238 @@
+"""ONNX GraphProto -> braze Graph: one Node per ONNX node, one Tensor per ONNX value.
+
+Translation only: no rewriting happens here. Each node is bound to the OpDef its model's opset
+means, and its attributes are checked against that definition. Every unsupported op in the model
+(subgraphs included) is reported at once, before any other work.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import onnx
+import onnx.numpy_helper
+import torch
+
+from ...errors import ModelError, UnsupportedError
+from ...ir import DType, Graph, Node, Tensor, to_torch
+from ...ops import REGISTRY
+
+ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def find_unsupported(model: onnx.ModelProto, opsets: dict[str, int]) -> None:
+    """Raise one UnsupportedError listing every op type braze cannot run, with counts and node names."""
+    missing: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for node in _all_nodes(model.graph):
+        domain = node.domain if node.domain not in ONNX_DOMAINS else ""
+        opset = opsets.get(domain)
+        if opset is None or REGISTRY.resolve(node.op_type, domain, opset) is None:
+            missing[(domain, node.op_type)].append(node.name or f"<unnamed {node.op_type}>")
+    if not missing:
+        return
+    lines = []
+    for (domain, op_type), names in sorted(missing.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        lines.append(f"  {op_type if not domain else domain + '.' + op_type} x{len(names)} "
+                     f"(nodes: {shown}){_hint(domain, op_type, opsets)}")
+    total = sum(len(v) for v in missing.values())
+    raise UnsupportedError(
+        f"the model uses {len(missing)} op type(s) braze does not support ({total} node(s), "
+        f"opset {opsets.get('', '?')}):\n" + "\n".join(lines))
+
+
+def _hint(domain: str, op_type: str, opsets: dict[str, int]) -> str:
+    if domain:
+        if domain not in opsets:
+            return f" - domain {domain!r} is not imported by the model"
+        return f" - custom domain {domain!r}; export with standard ONNX ops instead"
+    versions = REGISTRY.versions(op_type)
+    if versions and versions[0].since > opsets.get("", 0):
+        return f" - braze implements it from opset {versions[0].since}; re-export with opset >= {versions[0].since}"
+    return ""
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _all_nodes(g)
+
+
+def model_opsets(model: onnx.ModelProto, where: str) -> dict[str, int]:
+    opsets: dict[str, int] = {}
+    for entry in model.opset_import:
+        opsets["" if entry.domain in ONNX_DOMAINS else entry.domain] = entry.version
+    if "" not in opsets:
+        raise ModelError(f"{where} does not import the default ONNX opset")
+    return opsets
+
+
+class _Scope:
+    """Names visible while translating one (sub)graph; reads of enclosing scopes are recorded."""
+
+    def __init__(self, parent: "_Scope | None" = None):
+        self.parent = parent
+        self.tensors: dict[str, Tensor] = {}
+        self.outer: dict[str, Tensor] = {}
+
+    def lookup(self, name: str) -> Tensor | None:
+        if name in self.tensors:
+            return self.tensors[name]
+        if self.parent is None:
+            return None
+        found = self.parent.lookup(name)
+        if found is not None and not found.is_constant:
+            self.outer[name] = found
+        return found
+
+
+class Translator:
+    def __init__(self, opsets: dict[str, int], where: str):
+        self.opsets = opsets
+        self.where = where
+        self.node_names: Counter[str] = Counter()
+
+    def graph(self, gp: onnx.GraphProto, parent: _Scope | None = None) -> Graph:
+        scope = _Scope(parent)
+        for init in gp.initializer:
+            scope.tensors[init.name] = constant(init.name, self._array(init, f"initializer {init.name!r}"))
+        inputs = []
+        for vi in gp.input:
+            if vi.name in scope.tensors:  # an initializer listed as input (old exporters): a constant
+                continue
+            dtype, shape = self._value_type(vi, f"input {vi.name!r}")
+            t = Tensor(vi.name, dtype, shape)
+            scope.tensors[vi.name] = t
+            inputs.append(t)
+        declared = {vi.name: vi for vi in list(gp.value_info) + list(gp.output)}
+        nodes = [self.node(np_, scope, declared) for np_ in gp.node]
+        outputs = []
+        for vi in gp.output:
+            t = scope.lookup(vi.name)
+            if t is None:
+                raise ModelError(f"{self.where}: graph output {vi.name!r} is not produced by any node")
+            outputs.append(t)
+        graph = Graph(inputs=inputs, outputs=outputs, nodes=nodes, name=gp.name or "main", opset=self.opsets[""])
+        graph.outer = list(scope.outer.values())
+        return graph
+
+    def node(self, np_: onnx.NodeProto, scope: _Scope, declared: dict[str, onnx.ValueInfoProto]) -> Node:
+        domain = "" if np_.domain in ONNX_DOMAINS else np_.domain
+        opdef = REGISTRY.resolve(np_.op_type, domain, self.opsets.get(domain, 0))
+        assert opdef is not None, "find_unsupported runs first"
+        name = self._node_name(np_)
+        where = f"node {name!r} ({np_.op_type})"
+        inputs: list[Tensor | None] = []
+        for i, iname in enumerate(np_.input):
+            if not iname:
+                inputs.append(None)
+                continue
+            t = scope.lookup(iname)
+            if t is None:
+                raise ModelError(f"{self.where}: {where} reads {iname!r} (input {i}), which nothing produces")
+            inputs.append(t)
+        opdef.check_arity(len(inputs), where)
+        raw = {a.name: self._attr(a, where, scope) for a in np_.attribute}
+        attrs = opdef.parse_attrs(raw, where)
+        outputs = []
+        for i, oname in enumerate(np_.output):
+            t = Tensor(oname or f"{name}:unused{i}")
+            if oname in declared:
+                t.dtype, t.shape = self._value_type(declared[oname], f"value {oname!r}", strict=False)
+            if oname:
+                if oname in scope.tensors:
+                    raise ModelError(f"{self.where}: {where} writes {oname!r}, which is already defined")
+                scope.tensors[oname] = t
+            outputs.append(t)
+        return Node(opdef.name, inputs, outputs, attrs, name=name, domain=domain, version=opdef.since)
+
+    def _node_name(self, np_: onnx.NodeProto) -> str:
+        base = np_.name or f"{np_.op_type}_{sum(self.node_names.values())}"
+        self.node_names[base] += 1
+        return base if self.node_names[base] == 1 else f"{base}_{self.node_names[base] - 1}"
+
+    def _attr(self, a: onnx.AttributeProto, where: str, scope: _Scope) -> Any:
+        A = onnx.AttributeProto
+        if a.ref_attr_name:
+            raise UnsupportedError(f"{where}: attribute {a.name!r} refers to a function attribute")
+        if a.type == A.GRAPH:
+            return self.graph(a.g, scope)
+        if a.type == A.GRAPHS:
+            return [self.graph(g, scope) for g in a.graphs]
+        if a.type == A.TENSOR:
+            return self._array(a.t, f"{where} attribute {a.name!r}")
+        if a.type == A.TENSORS:
+            return [self._array(t, f"{where} attribute {a.name!r}") for t in a.tensors]
+        if a.type in (A.SPARSE_TENSOR, A.SPARSE_TENSORS, A.TYPE_PROTO, A.TYPE_PROTOS):
+            raise UnsupportedError(f"{where}: attribute {a.name!r} is of a kind braze does not support "
+                                   f"({A.AttributeType.Name(a.type)})")
+        return onnx.helper.get_attribute_value(a)
+
+    def _array(self, tp: onnx.TensorProto, what: str) -> torch.Tensor:
+        if tp.data_location == onnx.TensorProto.EXTERNAL and not tp.raw_data:
+            location = next((e.value for e in tp.external_data if e.key == "location"), "?")
+            raise ModelError(f"{self.where}: {what} keeps its data in external file {location!r}; "
+                             "parse the model from its file path, or pass base_dir")
+        try:
+            array = onnx.numpy_helper.to_array(tp)
+        except Exception as e:
+            raise ModelError(f"{self.where}: {what} cannot be read: {e}") from None
+        try:
+            return to_torch(array)
+        except TypeError:
+            raise UnsupportedError(f"{self.where}: {what} has element type "
+                                   f"{onnx.TensorProto.DataType.Name(tp.data_type)}, which braze does not support") from None
+
+    def _value_type(self, vi: onnx.ValueInfoProto, what: str, strict: bool = True):
+        tt = vi.type
+        kind = tt.WhichOneof("value")
+        if kind != "tensor_type":
+            if not strict:
+                return None, None
+            raise UnsupportedError(f"{self.where}: {what} is a {kind or 'value of no type'}; "
+                                   "braze supports tensor inputs only")
+        elem = tt.tensor_type.elem_type
+        dtype = None
+        if elem != onnx.TensorProto.UNDEFINED:
+            dtype = onnx_dtype(elem)
+            if dtype is None and strict:
+                raise UnsupportedError(f"{self.where}: {what} has element type "
+                                       f"{onnx.TensorProto.DataType.Name(elem)}, which braze does not support")
+        if not tt.tensor_type.HasField("shape"):
+            return dtype, None
+        dims: list[int | str | None] = []
+        for d in tt.tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(d.dim_param)
+            else:
+                dims.append(None)
+        return dtype, tuple(dims)
+
+
+def constant(name: str, value: torch.Tensor) -> Tensor:
+    return Tensor(name, DType.from_torch(value.dtype), tuple(value.shape), value)
+
+
+def onnx_dtype(elem_type: int) -> DType | None:
+    try:
+        return DType.from_numpy(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def translate(model: onnx.ModelProto, where: str) -> Graph:
+    opsets = model_opsets(model, where)
+    find_unsupported(model, opsets)
+    graph = Translator(opsets, where).graph(model.graph)
+    graph.verify()
+    return graph
+
+

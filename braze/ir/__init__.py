@@ -1,0 +1,11 @@
+"""braze's graph IR: DType, Tensor, Node and Graph, their checks and printer, shape inference.
+
+The IR is deliberately small: a Node names its op (ONNX op types for parsed models, braze's own
+fused kinds after optimization), reads and writes named Tensors, and carries plain attributes.
+Shape inference over a graph lives in `infer`; the per-op rules it applies come from braze.ops.
+"""
+
+from .dtype import DType, to_numpy, to_torch
+from .graph import Dim, Graph, Node, Tensor, format_shape, subgraphs
+
+__all__ = ["DType", "Dim", "Graph", "Node", "Tensor", "format_shape", "subgraphs", "to_numpy", "to_torch"]

@@ -1,0 +1,20 @@
+"""Kernels: the tactics each backend offers, per device kind, in the order they are preferred."""
+
+from __future__ import annotations
+
+from ..device import Target
+from .cpu import TACTICS as CPU_TACTICS
+from .tactic import Kernel, Tactic
+
+_BACKENDS: dict[str, list] = {"cpu": CPU_TACTICS}
+
+
+def tactics_for(target: Target) -> list[Tactic]:
+    return _BACKENDS.get(target.kind, [])
+
+
+def tactic_by_name(target: Target, name: str) -> Tactic | None:
+    return next((t for t in tactics_for(target) if t.name == name), None)
+
+
+__all__ = ["Kernel", "Tactic", "tactic_by_name", "tactics_for"]

@@ -1,0 +1,32 @@
+"""The tactic protocol: a candidate implementation of a layer, with its tuning space.
+
+A tactic says whether it can run a node on a target (`supports`), which configurations are
+worth trying (`configs`; level 0 is the heuristic default alone), and turns a node plus one
+configuration into a kernel (`compile`). The builder picks a tactic and a config per layer and
+records both by name in the engine; the runtime compiles them again when it loads the engine.
+
+A kernel is called as `kernel(inputs, outputs)`. `outputs` holds preallocated tensors (views of
+the context's arena) the kernel must fill; an entry is None where the output's shape is only
+known at run time, and then the kernel returns the list of tensors it produced.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+
+from ..device import Target
+from ..ir import Node
+
+Kernel = Callable[[Sequence[torch.Tensor | None], Sequence[torch.Tensor | None]], "list[torch.Tensor] | None"]
+
+
+class Tactic(Protocol):
+    name: str
+
+    def supports(self, node: Node, target: Target) -> bool: ...
+
+    def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]: ...
+
+    def compile(self, node: Node, config: dict[str, Any], target: Target) -> Kernel: ...

@@ -1,0 +1,31 @@
+"""braze's ops: one module per family, each a list of OpDefs (reference implementation,
+attributes, shape rule), gathered here into one explicit table.
+
+    REGISTRY.resolve("Conv", "", opset=17)   # the definition a model of opset 17 means
+    REGISTRY.for_node(node)                   # the definition an IR node follows
+    infer_shapes(graph)                       # dtypes and shapes of every tensor
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..ir import Graph
+from . import (activation, cast, conv, elementwise, generator, linalg, normalization, pad, pool,
+               reduce, resize, shape, softmax, unary)
+from .infer import infer_graph
+from .opdef import OpDef, op
+from .registry import Registry
+
+MODULES = (activation, elementwise, unary, conv, pool, normalization, linalg, shape, generator, cast,
+           softmax, reduce, resize, pad)
+
+REGISTRY = Registry(d for module in MODULES for d in module.OPS)
+
+
+def infer_shapes(graph: Graph) -> dict[int, torch.Tensor]:
+    """Set every node output's dtype and shape; returns the values known at build time, by id(tensor)."""
+    return infer_graph(graph, REGISTRY.for_node)
+
+
+__all__ = ["MODULES", "OpDef", "REGISTRY", "Registry", "infer_shapes", "op"]

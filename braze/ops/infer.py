@@ -1,0 +1,119 @@
+"""Shape and dtype inference over a graph, driven by each op's reference implementation.
+
+For every node, in order, the outputs' dtypes and shapes come from one of:
+  1. the op's own `infer` rule, where it has one (Shape, NonZero, control flow, ...);
+  2. running the reference for real, when every input's value is known and small (shape
+     arithmetic: Shape -> Gather -> Concat chains fold here and their values flow on);
+  3. running the reference on meta tensors (no data, no time), with the known values of the
+     op's `value_inputs` (a Reshape's target shape, a Slice's starts) passed for real.
+When a value that decides a shape is not known until run time, the output's shape is left
+unknown (None) and the runtime allocates that tensor when it is produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..errors import BrazeError, ShapeError
+from ..ir import DType, Graph, Node, Tensor, format_shape
+
+# A tensor whose value is at most this many elements is carried as a known value.
+VALUE_LIMIT = 1 << 12
+
+
+@dataclass
+class Inferred:
+    dtype: DType
+    shape: tuple[int | None, ...] | None
+    value: torch.Tensor | None = None  # known value (small tensors only)
+
+
+def infer_graph(graph: Graph, lookup: Callable[[Node], Any], known: dict[int, torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
+    """Fill in every node output's dtype and shape. Returns the known values, by id(tensor)."""
+    known = {} if known is None else known
+    for t in graph.constants():
+        if t.value is not None and t.value.numel() <= VALUE_LIMIT:
+            known[id(t)] = t.value
+    for node in graph.nodes:
+        opdef = lookup(node)
+        inputs = node.inputs
+        values = [known.get(id(t)) if t is not None else None for t in inputs]
+        for t in inputs:
+            if t is not None and t.dtype is None:
+                raise ShapeError(f"node {node.name!r} ({node.op}): input {t.name!r} has no known dtype")
+        results = infer_node(opdef, node, values)
+        for t, r in zip(node.outputs, results):
+            t.dtype, t.shape = r.dtype, r.shape
+            if r.value is not None and r.value.numel() <= VALUE_LIMIT:
+                known[id(t)] = r.value
+            else:
+                known.pop(id(t), None)
+    return known
+
+
+def infer_node(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
+    n_out = len(node.outputs)
+    try:
+        if opdef.infer is not None:
+            results = opdef.infer(node, values)
+        else:
+            results = _infer_generic(opdef, node, values)
+    except BrazeError:
+        raise
+    except Exception as e:  # a shape rule failing means the node's inputs do not fit the op
+        raise ShapeError(f"{describe_node(node)}: {_first_line(e)}") from e
+    if len(results) < n_out:
+        raise ShapeError(f"{describe_node(node)}: the op gives {len(results)} outputs, the node asks for {n_out}")
+    return results[:n_out]
+
+
+def _infer_generic(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
+    inputs = node.inputs
+    n_out = len(node.outputs)
+    present = [(t, v) for t, v in zip(inputs, values) if t is not None]
+    if not opdef.random and all(v is not None for _, v in present):
+        outs = opdef.run(list(values), node.attrs, n_out)
+        return [Inferred(DType.from_torch(o.dtype), tuple(o.shape), o) for o in outs]
+
+    args: list[torch.Tensor | None] = []
+    for i, (t, v) in enumerate(zip(inputs, values)):
+        if t is None:
+            args.append(None)
+        elif i in opdef.value_inputs:
+            if v is None:
+                return _data_dependent(opdef, node)
+            args.append(v)
+        elif not t.is_static:
+            return _data_dependent(opdef, node)
+        else:
+            args.append(torch.empty(t.shape, dtype=t.dtype.torch, device="meta"))  # type: ignore[arg-type,union-attr]
+    outs = opdef.run(args, node.attrs, n_out)
+    return [Inferred(DType.from_torch(o.dtype), tuple(o.shape)) for o in outs]
+
+
+def _data_dependent(opdef: Any, node: Node) -> list[Inferred]:
+    """Outputs whose shape is only known at run time: dtype from the op's rule or its first input."""
+    if opdef.dtype_rule is not None:
+        dtypes = opdef.dtype_rule(node)
+    else:
+        first = next(t for t in node.inputs if t is not None)
+        dtypes = [first.dtype] * len(node.outputs)
+    return [Inferred(d, None) for d in dtypes]
+
+
+def describe_node(node: Node) -> str:
+    """`node 'conv1' (Conv) with inputs x: float32[1,3,224,224], w: float32[64,3,7,7]`."""
+    ins = ", ".join("_" if t is None else f"{t.name}: {t.dtype or '?'}{format_shape(t.shape)}" for t in node.inputs)
+    return f"node {node.name!r} ({node.op}) with inputs {ins or 'none'}"
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def meta_like(t: Tensor) -> torch.Tensor:
+    return torch.empty(t.shape, dtype=t.dtype.torch, device="meta")  # type: ignore[arg-type,union-attr]

@@ -1,0 +1,190 @@
+"""OpDef: one op's inputs, attributes, reference implementation and shape rule.
+
+An op is written as its reference implementation, a plain function over torch tensors:
+
+    @op("LeakyRelu", since=6)
+    def leaky_relu(x, *, alpha: float = 0.01):
+        return F.leaky_relu(x, alpha)
+
+Positional parameters are the op's inputs (a default of None marks an optional input, `*xs` a
+variadic one); keyword-only parameters are its attributes, with their defaults (no default:
+required) and their types taken from the annotations. A keyword-only `_outputs: int` receives
+the number of outputs the node asks for. The function returns one tensor or a tuple.
+
+Shape and dtype inference default to running the reference on meta tensors, so the rule can
+never disagree with the implementation; `value_inputs` names the inputs whose values (not just
+shapes) decide the output shape, and `infer=` replaces the rule where meta evaluation cannot work.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..errors import BrazeError, UnsupportedError
+from ..ir import Graph
+
+ATTR_OUTPUTS = "_outputs"
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    name: str
+    kind: Any  # the annotation: int, float, str, list[int], torch.Tensor, Graph, ...
+    default: Any = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    since: int
+    fn: Callable[..., Any]
+    domain: str = ""
+    value_inputs: frozenset[int] = frozenset()
+    infer: Callable[..., Any] | None = None  # (opdef, attrs, inputs, values, n_out) -> list[InferredOutput]
+    random: bool = False  # output is not a function of the inputs: never fold or cache it
+    dtype_rule: Callable[..., Any] | None = None  # output dtypes when the shape is data-dependent
+    n_inputs: tuple[int, int | None] = (0, 0)  # (min, max); max None: variadic
+    attrs: dict[str, AttrSpec] = field(default_factory=dict)
+    wants_outputs: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.name if self.domain in ("", "ai.onnx") else f"{self.domain}.{self.name}"
+
+    def parse_attrs(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        """Check `raw` against the op's attributes and fill in defaults."""
+        unknown = sorted(set(raw) - set(self.attrs))
+        if unknown:
+            raise UnsupportedError(
+                f"{where}: {self.name} does not take attribute(s) {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(self.attrs)) or 'none'})"
+            )
+        parsed: dict[str, Any] = {}
+        for spec in self.attrs.values():
+            if spec.name in raw:
+                parsed[spec.name] = _coerce(raw[spec.name], spec, where, self.name)
+            elif spec.required:
+                raise BrazeError(f"{where}: {self.name} requires attribute {spec.name!r}")
+            else:
+                parsed[spec.name] = spec.default
+        return parsed
+
+    def check_arity(self, n_inputs: int, where: str) -> None:
+        lo, hi = self.n_inputs
+        if n_inputs < lo or (hi is not None and n_inputs > hi):
+            expected = f"{lo}" if lo == hi else f"{lo} to {hi if hi is not None else 'any number'}"
+            raise BrazeError(f"{where}: {self.name} takes {expected} inputs, the node gives {n_inputs}")
+
+    def run(self, inputs: Sequence[torch.Tensor | None], attrs: dict[str, Any], n_outputs: int) -> list[torch.Tensor]:
+        """Call the reference implementation; always returns a list of `n_outputs` tensors."""
+        kwargs = dict(attrs)
+        if self.wants_outputs:
+            kwargs[ATTR_OUTPUTS] = n_outputs
+        result = self.fn(*_trim_trailing_none(inputs), **kwargs)
+        results = list(result) if isinstance(result, (tuple, list)) else [result]
+        return results[:n_outputs]
+
+
+def op(
+    name: str,
+    since: int = 1,
+    *,
+    domain: str = "",
+    value_inputs: Sequence[int] = (),
+    infer: Callable[..., Any] | None = None,
+    random: bool = False,
+    dtype_rule: Callable[..., Any] | None = None,
+) -> Callable[[Callable[..., Any]], OpDef]:
+    """Turn a reference implementation into an OpDef (see the module docstring)."""
+
+    def wrap(fn: Callable[..., Any]) -> OpDef:
+        sig = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, globalns={**fn.__globals__, "Graph": Graph, "torch": torch})
+        n_min = n_max = 0
+        variadic = False
+        attrs: dict[str, AttrSpec] = {}
+        wants_outputs = False
+        for p in sig.parameters.values():
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                n_max += 1
+                if p.default is p.empty:
+                    n_min = n_max
+            elif p.kind is p.VAR_POSITIONAL:
+                variadic = True
+            elif p.kind is p.KEYWORD_ONLY:
+                if p.name == ATTR_OUTPUTS:
+                    wants_outputs = True
+                    continue
+                required = p.default is p.empty
+                attrs[p.name] = AttrSpec(p.name, hints.get(p.name, Any), None if required else p.default, required)
+        if variadic:
+            n_min = max(n_min, 1)
+        return OpDef(
+            name=name,
+            since=since,
+            fn=fn,
+            domain=domain,
+            value_inputs=frozenset(value_inputs),
+            infer=infer,
+            random=random,
+            dtype_rule=dtype_rule,
+            n_inputs=(n_min, None if variadic else n_max),
+            attrs=attrs,
+            wants_outputs=wants_outputs,
+        )
+
+    return wrap
+
+
+def _trim_trailing_none(inputs: Sequence[Any]) -> list[Any]:
+    items = list(inputs)
+    while items and items[-1] is None:
+        items.pop()
+    return items
+
+
+def _coerce(value: Any, spec: AttrSpec, where: str, op_name: str) -> Any:
+    kind = spec.kind
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = options[0] if len(options) == 1 else Any
+        origin = typing.get_origin(kind)
+    try:
+        if kind is Any or value is None:
+            return value
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return value.decode() if isinstance(value, bytes) else str(value)
+        if origin in (list, tuple):
+            (item,) = typing.get_args(kind) or (Any,)
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+            if item is int:
+                return [int(v) for v in items]
+            if item is float:
+                return [float(v) for v in items]
+            if item is str:
+                return [v.decode() if isinstance(v, bytes) else str(v) for v in items]
+            return items
+        if isinstance(kind, type) and not isinstance(value, kind):
+            raise TypeError
+        return value
+    except (TypeError, ValueError):
+        raise BrazeError(
+            f"{where}: attribute {spec.name!r} of {op_name} should be {_kind_name(spec.kind)}, got {value!r}"
+        ) from None
+
+
+def _kind_name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind))

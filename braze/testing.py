@@ -1,0 +1,101 @@
+"""Comparison of outputs against a reference, with the tolerances braze holds itself to per dtype.
+
+This is the one place tolerances live: per-op tests, model tests, `braze compare` and the demo
+all ask `tolerance(dtype)` and `check_close`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .ir import DType
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+    rel_l2: float  # whole-model relative L2 error bound
+
+
+_TOLERANCES = {
+    DType.float64: Tolerance(1e-7, 1e-9, 1e-9),
+    DType.float32: Tolerance(1e-4, 1e-5, 1e-4),
+    DType.float16: Tolerance(1e-2, 1e-3, 1e-2),
+    DType.bfloat16: Tolerance(2e-2, 1e-2, 1e-2),
+    DType.float8_e4m3fn: Tolerance(1.25e-1, 1e-2, 1e-1),
+    DType.float8_e4m3fnuz: Tolerance(1.25e-1, 1e-2, 1e-1),
+    DType.float8_e5m2: Tolerance(2.5e-1, 1e-2, 2e-1),
+    DType.float8_e5m2fnuz: Tolerance(2.5e-1, 1e-2, 2e-1),
+}
+_EXACT = Tolerance(0.0, 0.0, 0.0)
+
+
+def tolerance(dtype: DType | str | torch.dtype | np.dtype) -> Tolerance:
+    """Tolerance for outputs of this dtype (integers and bool must match exactly)."""
+    return _TOLERANCES.get(DType.parse(dtype), _EXACT)
+
+
+def as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype in (torch.bfloat16, *_FLOAT8):
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+def rel_l2(actual: np.ndarray | torch.Tensor, expected: np.ndarray | torch.Tensor) -> float:
+    """‖actual − expected‖₂ / ‖expected‖₂, in float64 (NaN anywhere gives NaN)."""
+    a = as_numpy(actual).astype(np.float64)
+    e = as_numpy(expected).astype(np.float64)
+    denom = np.linalg.norm(e)
+    diff = np.linalg.norm(a - e)
+    return float(diff / denom) if denom > 0 else float(diff)
+
+
+def max_abs_diff(actual: np.ndarray | torch.Tensor, expected: np.ndarray | torch.Tensor) -> float:
+    a = as_numpy(actual).astype(np.float64)
+    e = as_numpy(expected).astype(np.float64)
+    if a.size == 0:
+        return 0.0
+    both_nan = np.isnan(a) & np.isnan(e)
+    same_inf = np.isinf(a) & (a == e)
+    diff = np.where(both_nan | same_inf, 0.0, np.abs(a - e))
+    return float(np.nan_to_num(diff, nan=np.inf).max())
+
+
+def mismatch(actual, expected, rtol: float, atol: float) -> str | None:
+    """None when `actual` matches `expected` elementwise within atol + rtol·|expected|
+    (NaN matches NaN, inf matches the same inf); otherwise a one-line description."""
+    a, e = as_numpy(actual), as_numpy(expected)
+    if a.shape != e.shape:
+        return f"shape {a.shape} != expected {e.shape}"
+    if a.dtype != e.dtype and not (a.dtype.kind == e.dtype.kind == "f"):
+        return f"dtype {a.dtype} != expected {e.dtype}"
+    if a.dtype.kind in "fc":
+        a64, e64 = a.astype(np.float64), e.astype(np.float64)
+        ok = np.isclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True)
+    else:
+        ok = a == e
+    if ok.all():
+        return None
+    bad = int((~ok).sum())
+    idx = np.unravel_index(int(np.argmin(ok)), ok.shape) if ok.ndim else ()
+    return (f"{bad} of {ok.size} elements differ (max abs diff {max_abs_diff(a, e):.3g}; "
+            f"first at {tuple(int(i) for i in idx)}: {a[idx]!r} vs {e[idx]!r}, rtol={rtol}, atol={atol})")
+
+
+def assert_close(actual, expected, dtype=None, *, rtol: float | None = None, atol: float | None = None,
+                 name: str = "output") -> None:
+    """Raise AssertionError unless `actual` matches `expected` within the dtype's tolerance."""
+    tol = tolerance(dtype if dtype is not None else as_numpy(expected).dtype)
+    problem = mismatch(actual, expected, tol.rtol if rtol is None else rtol, tol.atol if atol is None else atol)
+    if problem:
+        raise AssertionError(f"{name}: {problem}")
+
+
+_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
