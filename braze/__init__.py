@@ -15,6 +15,7 @@ from .engine import Engine, ExecutionContext, Runtime  # noqa: E402
 from .errors import BrazeError  # noqa: E402
 from .frontends.onnx import parse_onnx  # noqa: E402
 from .ir import DType, Graph  # noqa: E402
+from .network import Network  # noqa: E402
 
-__all__ = ["Builder", "BuilderConfig", "BrazeError", "DType", "Engine", "ExecutionContext", "Graph", "Runtime",
+__all__ = ["Builder", "BuilderConfig", "BrazeError", "DType", "Engine", "ExecutionContext", "Graph", "Network", "Runtime",
            "__version__", "parse_onnx"]

@@ -101,3 +101,12 @@ def _own_storage(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         seen.add(t.untyped_storage().data_ptr())
         out[name] = t
     return out
+
+
+def is_engine_file(path) -> bool:
+    """Whether the file at `path` starts with the engine magic (reads only those bytes)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
