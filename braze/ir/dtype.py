@@ -101,7 +101,7 @@ _FROM_TORCH = {getattr(torch, d.value): d for d in DType}
 def to_torch(array: np.ndarray) -> torch.Tensor:
     """A numpy array (ml_dtypes' bfloat16 and float8 included) as a CPU torch tensor that owns its memory."""
     dtype = DType.from_numpy(array.dtype)
-    array = np.ascontiguousarray(array)
+    array = np.ascontiguousarray(array).reshape(array.shape)  # NOTE: ascontiguousarray alone makes 0-d arrays 1-d
     if dtype.value in _ML_DTYPES:
         bits = array.view(np.uint16 if dtype.itemsize == 2 else np.uint8)
         return torch.from_numpy(bits.copy()).view(dtype.torch)
