@@ -1,4 +1,5 @@
-"""Reading an ONNX model from a path, bytes or a ModelProto, and checking it, with clean errors."""
+"""Reading an ONNX model from a path, bytes, a ModelProto or a `zoo:NAME` string, and checking it,
+with clean errors."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from ...errors import ModelError
 
 ModelSource = str | os.PathLike | bytes | bytearray | onnx.ModelProto
 
+ZOO_PREFIX = "zoo:"
+
 
 def load_model(source: ModelSource, base_dir: str | os.PathLike | None = None) -> tuple[onnx.ModelProto, str]:
     """Return the ModelProto (external data loaded) and a short description of where it came from."""
@@ -26,6 +29,10 @@ def load_model(source: ModelSource, base_dir: str | os.PathLike | None = None) -
         if base_dir is not None:
             _load_external(model, Path(base_dir), "model bytes")
         return model, "model bytes"
+    if isinstance(source, str) and source.startswith(ZOO_PREFIX):
+        from ... import zoo
+
+        return zoo.load(source[len(ZOO_PREFIX):]), source
     path = Path(source)
     if not path.exists():
         raise ModelError(f"no such model file: {path}")
