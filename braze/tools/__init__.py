@@ -1,0 +1,1 @@
+"""Command-line tools and what backs them."""
