@@ -20,6 +20,8 @@ def make_model(op_type: str, inputs: Inputs, attrs: dict[str, Any] | None = None
     """A model of one node. Inputs named in `constants` become initializers, None inputs are omitted."""
     items = list(inputs.items()) if isinstance(inputs, dict) else list(inputs)
     node_inputs = [name if value is not None else "" for name, value in items]
+    while node_inputs and not node_inputs[-1]:  # trailing omitted inputs are left off, as exporters do
+        node_inputs.pop()
     outputs = [f"y{i}" for i in range(n_outputs)]
     node = oh.make_node(op_type, node_inputs, outputs, name=f"{op_type.lower()}_node", domain=domain, **(attrs or {}))
     graph_inputs, inits = [], []
