@@ -71,7 +71,7 @@ def max_abs_diff(actual: np.ndarray | torch.Tensor, expected: np.ndarray | torch
 def mismatch(actual, expected, rtol: float, atol: float) -> str | None:
     """None when `actual` matches `expected` elementwise within atol + rtol·|expected|
     (NaN matches NaN, inf matches the same inf); otherwise a one-line description."""
-    a, e = as_numpy(actual), as_numpy(expected)
+    a, e = _widen_ml_float(as_numpy(actual)), _widen_ml_float(as_numpy(expected))
     if a.shape != e.shape:
         return f"shape {a.shape} != expected {e.shape}"
     if a.dtype != e.dtype and not (a.dtype.kind == e.dtype.kind == "f"):
@@ -98,4 +98,10 @@ def assert_close(actual, expected, dtype=None, *, rtol: float | None = None, ato
         raise AssertionError(f"{name}: {problem}")
 
 
+def _widen_ml_float(x: np.ndarray) -> np.ndarray:
+    """ml_dtypes' bfloat16 and float8 arrays (numpy kind 'V') as float32, so NaN and tolerances apply."""
+    return x.astype(np.float32) if x.dtype.name in _ML_FLOAT_NAMES else x
+
+
+_ML_FLOAT_NAMES = {"bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz"}
 _FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
