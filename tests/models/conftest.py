@@ -44,3 +44,8 @@ def ort_reference(zoo_name, zoo_model) -> Reference:
     feeds = zoo.sample_inputs(zoo_name, batch=1, seed=1)
     names = [o.name for o in session.get_outputs()]
     return Reference(feeds, dict(zip(names, session.run(names, feeds))))
+
+
+@pytest.fixture(scope="session")
+def zoo_graph(zoo_name) -> braze.Graph:
+    return braze.parse_onnx(f"zoo:{zoo_name}")

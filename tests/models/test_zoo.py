@@ -32,14 +32,14 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_other_opsets():
-    assert zoo.load("mobilenetv2", opset=13).opset_import[0].version == 13
+    assert zoo.load("vit", opset=13).opset_import[0].version == 13
     with pytest.raises(braze.BrazeError, match="opset 21"):
         zoo.load("vit", opset=21)
 
 
 def test_zoo_name_is_a_model_source():
-    model, where = load_model("zoo:mobilenetv2")
-    assert where == "zoo:mobilenetv2" and model == zoo.load("mobilenetv2")
+    model, where = load_model("zoo:vit")
+    assert where == "zoo:vit" and model == zoo.load("vit")
 
 
 def test_sample_inputs(zoo_name):
@@ -98,3 +98,21 @@ def test_torch_matches_onnxruntime(zoo_name, ort_reference):
     assert np.isfinite(actual).all()
     assert actual.std() > 0.05 and np.ptp(actual) > 0.1
     assert rel_l2(actual, expected) <= RTOL_L2
+
+
+def test_zoo_name_parses(zoo_name, zoo_model, zoo_graph):
+    assert [t.name for t in zoo_graph.inputs] == [i.name for i in zoo_model.graph.input]
+    assert [t.name for t in zoo_graph.outputs] == list(zoo.spec(zoo_name).outputs)
+
+
+def test_braze_matches_onnxruntime(zoo_name, zoo_graph, ort_reference):
+    config = braze.BuilderConfig(shapes=zoo.default_shapes(zoo_name))
+    engine = braze.Builder("cpu").build(zoo_graph, config)
+    outputs = engine.create_execution_context().infer(ort_reference.feeds)
+    for name, expected in ort_reference.outputs.items():
+        assert rel_l2(outputs[name], expected) <= RTOL_L2, name
+
+
+def test_builder_takes_zoo_name():
+    engine = braze.Builder("cpu").build("zoo:vit", braze.BuilderConfig(shapes=zoo.default_shapes("vit", batch=2)))
+    assert [(b.name, tuple(b.shape)) for b in engine.inputs] == [("input", (2, 3, 224, 224))]
