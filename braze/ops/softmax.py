@@ -19,7 +19,7 @@ _HALF = (torch.float16, torch.bfloat16)
 def _axis(axis: int, rank: int) -> int:
     if not -max(rank, 1) <= axis <= max(rank - 1, 0):
         raise ValueError(f"axis {axis} is out of range for an input of rank {rank}")
-    return axis + rank if axis < 0 else axis
+    return axis % max(rank, 1)
 
 
 def _along(fn: Callable[[torch.Tensor, int], torch.Tensor], x: torch.Tensor, axis: int) -> torch.Tensor:
