@@ -434,3 +434,13 @@ def test_chain_with_runtime_shape_values():
     x = rand(3, 4, 2)
     feeds = {"x": x, "idx": i64(2, 0), "extra": i64(-1), "starts": i64(0, 1), "ends": i64(1, 3), "reps": i64(2, 1, 1)}
     _check_graph(_graph(nodes, feeds, {"w": (np.float32, 2)}, opset=13), feeds)
+
+
+def test_runtime_reshape_of_an_activation_survives_memory_reuse():
+    """A Reshape whose shape is fed at run time returns a view of its input's arena memory; a later layer
+    reusing that memory must not change it."""
+    nodes = [oh.make_node("Relu", ["x"], ["a"]), oh.make_node("Reshape", ["a", "s"], ["y"]),
+             oh.make_node("Sigmoid", ["x"], ["b"]), oh.make_node("Reshape", ["b", "s"], ["c"]),
+             oh.make_node("Concat", ["y", "c"], ["z"], axis=0)]
+    feeds = {"x": rand(4, 6), "s": i64(6, 4)}
+    _check_graph(_graph(nodes, feeds, {"z": (np.float32, 2)}), feeds)
