@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import ModelError
 from . import bert, mobilenet, resnet, vit
 from .common import ZooModel
-from .export import export
+from .export import to_onnx
 
 MODELS: dict[str, ZooModel] = {spec.name: spec for spec in (resnet.SPEC, mobilenet.SPEC, bert.SPEC, vit.SPEC)}
 
@@ -53,7 +53,7 @@ def load(name: str, opset: int = 17) -> onnx.ModelProto:
 @functools.lru_cache(maxsize=None)
 def _exported(name: str, opset: int) -> onnx.ModelProto:
     model = MODELS[name]
-    return export(model, model.build(), opset)
+    return to_onnx(model, model.build(), opset)
 
 
 def torch_module(name: str) -> nn.Module:

@@ -23,7 +23,7 @@ MIN_OPSET = 11  # the oldest opset braze's frontend reads
 MAX_OPSET = 20  # the newest the TorchScript exporter writes
 
 
-def export(spec: ZooModel, module: nn.Module, opset: int) -> onnx.ModelProto:
+def to_onnx(spec: ZooModel, module: nn.Module, opset: int) -> onnx.ModelProto:
     """Trace `module` on a sample batch of 2 and return the exported ModelProto."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise BrazeError(f"zoo model {spec.name!r}: opset {opset} is not available; "
