@@ -9,6 +9,7 @@ the node and the problem when the model cannot be built.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -20,6 +21,7 @@ from ..errors import ShapeError, UnsupportedError
 from ..ir import Graph, Node, format_shape
 from ..kernels import tactics_for
 from ..ops import infer_shapes
+from ..passes.pipeline import PassContext, optimize
 from .memory import plan_memory
 
 Progress = Callable[[str], None]
@@ -30,8 +32,9 @@ class BuilderConfig:
     """How to build: input shapes for symbolic dims, optimization level, progress reporting."""
 
     shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
-    optimization_level: int = 3
+    optimization_level: int = 3  # 0 keeps the graph as parsed
     progress: Progress | None = None
+    dump_dir: str | None = None  # write the graph after every pass here (also BRAZE_DEBUG=passes)
 
 
 class Builder:
@@ -52,13 +55,23 @@ class Builder:
         graph.cleanup()
         graph.verify()
 
+        passes = PassContext(level=config.optimization_level, target=self.target.kind,
+                             dump_dir=Path(config.dump_dir) if config.dump_dir else None)
+        if config.optimization_level > 0:
+            optimize(graph, passes)
+            say(f"optimized: {source_nodes} nodes -> {len(graph.nodes)} layers "
+                f"({sum(passes.fired.values())} rewrites)")
+
         layers = choose_tactics(graph, self.target, config.optimization_level, say)
-        memory = plan_memory(graph, alignment=256 if self.target.is_cuda else 64)
+        views = frozenset(name for name, choice in layers.items() if choice.tactic == "view")
+        memory = plan_memory(graph, alignment=256 if self.target.is_cuda else 64, view_layers=views)
         say(f"memory plan: {memory.arena_size / 2**20:.2f} MiB of activations")
         plan = Plan(graph, layers, memory, self.target.signature(), build={
             "source_nodes": source_nodes,
             "layers": len(graph.nodes),
             "optimization_level": config.optimization_level,
+            "rules_fired": dict(sorted(passes.fired.items())),
+            "pass_seconds": {k: round(v, 4) for k, v in passes.seconds.items()},
             "build_seconds": round(time.perf_counter() - started, 3),
         })
         engine = Engine(plan, self.target)

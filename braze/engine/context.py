@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import BrazeError, ExecutionError, InputError
-from ..ir import DType, format_shape, to_numpy, to_torch
+from ..ir import DType, contiguous_strides, format_shape, to_numpy, to_torch
 from .engine import Engine
 
 
@@ -23,11 +23,13 @@ class ExecutionContext:
         device = engine.target.device
         self.arena = torch.empty(engine.device_memory_size, dtype=torch.uint8, device=device)
         self._values: list[torch.Tensor | None] = list(engine.weights)
+        strides = engine.plan.memory.strides
         for i, slot in enumerate(engine.slots):
             if slot.kind == "activation":
                 t = slot.tensor
-                view = self.arena[slot.offset: slot.offset + t.nbytes].view(t.dtype.torch)  # type: ignore[union-attr]
-                self._values[i] = view.view(t.shape)  # type: ignore[arg-type]
+                typed = self.arena[slot.offset:].view(t.dtype.torch)  # type: ignore[union-attr]
+                stride = strides.get(t.name) or contiguous_strides(t.shape)  # type: ignore[arg-type]
+                self._values[i] = typed.as_strided(t.shape, stride)  # type: ignore[arg-type]
         self._fixed = list(self._values)
 
     def infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,6 +108,8 @@ class ExecutionContext:
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach()
+    if isinstance(value, np.generic):  # a numpy scalar such as np.float32(1.5): a 0-d array
+        value = np.asarray(value)
     if isinstance(value, np.ndarray):
         try:
             return to_torch(value)

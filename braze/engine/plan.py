@@ -30,6 +30,7 @@ class MemoryPlan:
     arena_size: int = 0
     alignment: int = 64
     offsets: dict[str, int] = field(default_factory=dict)  # activation tensor name -> byte offset
+    strides: dict[str, list[int]] = field(default_factory=dict)  # element strides, where not contiguous
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Plan:
             "graph": _GraphEncoder(weights).graph(self.graph),
             "layers": {name: {"tactic": c.tactic, "config": c.config} for name, c in self.layers.items()},
             "memory": {"arena_size": self.memory.arena_size, "alignment": self.memory.alignment,
-                       "offsets": self.memory.offsets},
+                       "offsets": self.memory.offsets, "strides": self.memory.strides},
             "device": self.device,
             "build": self.build,
         }
@@ -59,7 +60,8 @@ class Plan:
             layers = {name: LayerChoice(c["tactic"], dict(c.get("config", {}))) for name, c in doc["layers"].items()}
             mem = doc["memory"]
             memory = MemoryPlan(int(mem["arena_size"]), int(mem["alignment"]),
-                                {k: int(v) for k, v in mem["offsets"].items()})
+                                {k: int(v) for k, v in mem["offsets"].items()},
+                                {k: [int(x) for x in v] for k, v in mem.get("strides", {}).items()})
             return Plan(graph, layers, memory, dict(doc["device"]), dict(doc.get("build", {})))
         except EngineFormatError:
             raise

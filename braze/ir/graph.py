@@ -68,6 +68,15 @@ def format_shape(shape: tuple[Dim, ...] | None) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def contiguous_strides(shape: tuple[int, ...]) -> list[int]:
+    """Element strides of a row-major (C-contiguous) tensor of this shape."""
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= max(d, 1)
+    return strides[::-1]
+
+
 @dataclass(eq=False)
 class Node:
     op: str

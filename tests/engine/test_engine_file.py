@@ -99,7 +99,9 @@ def test_plan_is_json_and_weights_are_safetensors(act_engine):
     header = json.loads(data[48:48 + header_len])
     plan = json.loads(data[48 + header_len: 48 + header_len + header["plan_size"]])
     assert plan["device"]["kind"] == "cpu"
-    assert [n["op"] for n in plan["graph"]["nodes"]] == ["PRelu", "Sigmoid", "Clip", "Tanh"]
+    assert [n["op"] for n in plan["graph"]["nodes"]] == ["Pointwise"]
+    body = plan["graph"]["nodes"][0]["attrs"]["body"]["$graph"]
+    assert [n["op"] for n in body["nodes"]] == ["PRelu", "Sigmoid", "Clip", "Tanh"]
     from safetensors.torch import load
 
     weights = load(data[48 + header_len + header["plan_size"]:])

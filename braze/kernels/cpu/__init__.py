@@ -1,11 +1,12 @@
 """CPU tactics: torch CPU ops behind the tactic protocol.
 
-The reference tactic runs any op through its reference implementation and writes the result
-into the layer's output views; specialised tactics come first in TACTICS and win where they apply.
+View layers and in-place concats move no data; every other op runs through its reference
+implementation, written into the layer's output views. Earlier entries of TACTICS win.
 """
 
 from .reference import ReferenceTactic
+from .views import ConcatInPlaceTactic, ViewTactic
 
-TACTICS = [ReferenceTactic()]
+TACTICS = [ViewTactic(), ConcatInPlaceTactic(), ReferenceTactic()]
 
 __all__ = ["TACTICS"]

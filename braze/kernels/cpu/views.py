@@ -1,0 +1,54 @@
+"""Tactics that move no data: view layers and concats whose inputs were planned in place."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ...device import Target
+from ...ir import Node
+from ...ops.views import is_view, view_outputs
+
+
+class ViewTactic:
+    """Reshape, Flatten, Squeeze, Unsqueeze, Identity, Split as views of the input (no copy)."""
+
+    name = "view"
+
+    def supports(self, node: Node, target: Target) -> bool:
+        return is_view(node)
+
+    def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
+        return [{}]
+
+    def compile(self, node: Node, config: dict[str, Any], target: Target):
+        def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
+            return view_outputs(node, inputs[0])  # type: ignore[arg-type]
+
+        return kernel
+
+
+class ConcatInPlaceTactic:
+    """A concat whose producers already wrote into its output; copies only if the plan did not place them."""
+
+    name = "concat_in_place"
+
+    def supports(self, node: Node, target: Target) -> bool:
+        return node.op == "ConcatInPlace" and node.domain == "braze"
+
+    def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
+        return [{}]
+
+    def compile(self, node: Node, config: dict[str, Any], target: Target):
+        axis = int(node.attrs["axis"])
+
+        def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
+            out = outputs[0]
+            if out is None:
+                return [torch.cat(list(inputs), dim=axis)]  # type: ignore[arg-type]
+            if inputs[0].data_ptr() != out.data_ptr():  # type: ignore[union-attr]
+                torch.cat(list(inputs), dim=axis, out=out)  # type: ignore[arg-type]
+            return None
+
+        return kernel

@@ -1,0 +1,30 @@
+"""Ops whose result can be a view of their input: no data moves, only the shape and strides change.
+
+Backends run these with a view tactic, and the memory plan gives the output no memory of its own: it
+aliases the input, whose lifetime grows to cover the view's readers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..ir import Node
+
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Split", "Transpose"})
+
+
+def is_view(node: Node) -> bool:
+    return node.op in VIEW_OPS and node.domain in ("", "ai.onnx") and all(t.is_static for t in node.outputs) \
+        and node.inputs[0] is not None and node.inputs[0].is_static
+
+
+def view_outputs(node: Node, x: torch.Tensor) -> list[torch.Tensor]:
+    """The node's outputs as views of its first input `x` (copies only where strides forbid a view)."""
+    if node.op == "Transpose":
+        perm = node.attrs.get("perm") or list(reversed(range(x.dim())))
+        return [x.permute(tuple(perm))]
+    if node.op == "Split":
+        axis = int(node.attrs.get("axis", 0)) % x.dim()
+        sizes = [t.shape[axis] for t in node.outputs]
+        return list(torch.split(x, sizes, dim=axis))  # type: ignore[arg-type]
+    return [x.reshape(node.outputs[0].shape)]  # type: ignore[arg-type]

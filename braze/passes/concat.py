@@ -1,0 +1,32 @@
+"""Concat elimination: a Concat whose inputs are produced only for it is planned so that each producer
+writes straight into its slice of the output (the memory plan makes the inputs views of it); the layer
+left behind, ConcatInPlace, copies nothing."""
+
+from __future__ import annotations
+
+from ..ir import Graph, Node
+from ..ops.fused import DOMAIN
+from ..ops.views import VIEW_OPS
+from .util import node
+
+
+def run(graph: Graph, ctx) -> None:
+    consumers = graph.consumers()
+    producer = graph.producers()
+    graph_io = {id(t) for t in graph.inputs} | {id(t) for t in graph.outputs}
+    claimed: set[int] = set()
+    for i, n in enumerate(graph.nodes):
+        if n.op != "Concat" or n.domain or not n.outputs[0].is_static:
+            continue
+        ins = n.inputs
+        ok = len(ins) > 1 and len({id(t) for t in ins}) == len(ins)
+        for t in ins:
+            p = producer.get(t)
+            ok = ok and p is not None and t.is_static and id(t) not in graph_io and id(t) not in claimed \
+                and len(consumers.get(t, [])) == 1 and not (p.op == "ConcatInPlace" or p.op in VIEW_OPS)
+        if not ok:
+            continue
+        claimed.update(id(t) for t in ins)
+        graph.nodes[i] = node(graph, "ConcatInPlace", list(ins), n.outputs, {"axis": n.attrs["axis"] % n.outputs[0].rank},
+                              name=n.name, origin=n.origin, domain=DOMAIN)
+        ctx.fired["concat_in_place"] += 1

@@ -1,0 +1,37 @@
+"""Constant folding: a node whose inputs are all constants (or whose outputs' values are known from
+static shapes, as Shape's are) is evaluated once at build time and replaced by its results."""
+
+from __future__ import annotations
+
+from ..ir import DType, Graph, Node, subgraphs
+from ..ops import REGISTRY, infer_shapes
+
+# Outputs larger than this many elements stay computed at run time.
+FOLD_LIMIT = 1 << 24
+
+
+def run(graph: Graph, ctx) -> None:
+    known = infer_shapes(graph)
+    for node in list(graph.nodes):
+        opdef = REGISTRY.for_node(node)
+        if opdef.random or any(True for _ in subgraphs(node)):
+            continue
+        if all(id(t) in known for t in node.outputs):
+            values = [known[id(t)] for t in node.outputs]
+        elif _foldable(node):
+            args = [None if t is None else t.value for t in node.inputs]
+            values = opdef.run(args, node.attrs, len(node.outputs))
+        else:
+            continue
+        for t, v in zip(node.outputs, values):
+            t.value = v.detach().contiguous()
+            t.dtype, t.shape = DType.from_torch(v.dtype), tuple(v.shape)
+            known[id(t)] = t.value
+        graph.nodes.remove(node)
+        ctx.fired["fold_constants"] += 1
+
+
+def _foldable(node: Node) -> bool:
+    if not all(t is None or t.is_constant for t in node.inputs):
+        return False
+    return all(t.is_static and t.numel <= FOLD_LIMIT for t in node.outputs)
