@@ -61,8 +61,16 @@ def _linear_index(indices: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
 
 
 @op("GatherND", since=11)
-def gather_nd(data, indices, *, batch_dims: int = 0):
-    b = batch_dims
+def gather_nd_11(data, indices):
+    return _gather_nd(data, indices, 0)
+
+
+@op("GatherND", since=12)
+def gather_nd_12(data, indices, *, batch_dims: int = 0):
+    return _gather_nd(data, indices, batch_dims)
+
+
+def _gather_nd(data: torch.Tensor, indices: torch.Tensor, b: int) -> torch.Tensor:
     if indices.dim() < 1 or not 0 <= b < min(data.dim(), indices.dim()):
         raise ValueError(f"batch_dims {b} must be below the ranks of data ({data.dim()}) and indices ({indices.dim()})")
     if data.shape[:b] != indices.shape[:b]:
@@ -195,12 +203,13 @@ def _infer_nonzero(node: Node, values) -> list[Inferred]:
     if values[0] is not None:
         out = nonzero.fn(values[0])
         return [Inferred(DType.int64, tuple(out.shape), out)]
-    return [Inferred(DType.int64, (None if x.shape is None else len(x.shape), None))]
+    return [Inferred(DType.int64, (None if x.shape is None else max(len(x.shape), 1), None))]
 
 
 @op("NonZero", since=9, infer=_infer_nonzero)
 def nonzero(x):
-    return torch.nonzero(x).T.contiguous()
+    # NOTE: a scalar counts as a 1-element vector (one row of indices), as onnxruntime and numpy < 2 do.
+    return torch.nonzero(x.reshape(-1) if x.dim() == 0 else x).T.contiguous()
 
 
 def _infer_unique(node: Node, values) -> list[Inferred]:
@@ -224,7 +233,8 @@ def unique(x, *, axis: int | None = None, sorted: int = 1):
         x, dim = x.reshape(-1), 0
     else:
         dim = axis_index(axis, x.dim())
-    y, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True, dim=dim)
+    y, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True,
+                                      dim=None if axis is None else dim)
     n = counts.numel()
     positions = torch.arange(inverse.numel(), device=x.device)
     first = torch.full((n,), inverse.numel(), dtype=torch.int64, device=x.device)
@@ -238,7 +248,7 @@ def unique(x, *, axis: int | None = None, sorted: int = 1):
 
 
 OPS = [
-    gather, gather_elements, gather_nd, scatter_9, scatter_elements_11, scatter_elements_16,
+    gather, gather_elements, gather_nd_11, gather_nd_12, scatter_9, scatter_elements_11, scatter_elements_16,
     scatter_elements_18, scatter_nd_11, scatter_nd_16, scatter_nd_18, reverse_sequence, compress,
     nonzero, unique,
 ]

@@ -69,10 +69,15 @@ def _infer_constant(node: Node, values) -> list[Inferred]:
 
 
 @op("Constant", infer=_infer_constant)
-def constant(*, value: torch.Tensor | None = None, value_float: float | None = None,
-             value_floats: list[float] | None = None, value_int: int | None = None,
-             value_ints: list[int] | None = None, value_string: str | None = None,
-             value_strings: list[str] | None = None, sparse_value: Any = None):
+def constant_1(*, value: torch.Tensor | None = None, sparse_value: Any = None):
+    return _constant_value(value, sparse_value=sparse_value)
+
+
+@op("Constant", since=12, infer=_infer_constant)
+def constant_12(*, value: torch.Tensor | None = None, value_float: float | None = None,
+                value_floats: list[float] | None = None, value_int: int | None = None,
+                value_ints: list[int] | None = None, value_string: str | None = None,
+                value_strings: list[str] | None = None, sparse_value: Any = None):
     return _constant_value(value, value_float, value_floats, value_int, value_ints, value_string,
                            value_strings, sparse_value)
 
@@ -221,6 +226,6 @@ def bernoulli(x, *, dtype: int | None = None, seed: float | None = None):
 
 
 OPS = [
-    constant, constant_of_shape, range_11, range_27, eye_like, one_hot, random_normal, random_uniform,
-    random_normal_like, random_uniform_like, bernoulli,
+    constant_1, constant_12, constant_of_shape, range_11, range_27, eye_like, one_hot, random_normal,
+    random_uniform, random_normal_like, random_uniform_like, bernoulli,
 ]

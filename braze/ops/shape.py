@@ -316,7 +316,16 @@ def depth_to_space(x, *, blocksize: int, mode: str = "DCR"):
 
 
 @op("SpaceToDepth")
-def space_to_depth(x, *, blocksize: int, mode: str = "DCR"):
+def space_to_depth_1(x, *, blocksize: int):
+    return _space_to_depth(x, blocksize, "DCR")
+
+
+@op("SpaceToDepth", since=28)
+def space_to_depth_28(x, *, blocksize: int, mode: str = "DCR"):
+    return _space_to_depth(x, blocksize, mode)
+
+
+def _space_to_depth(x: torch.Tensor, blocksize: int, mode: str) -> torch.Tensor:
     _check_blocks(x, blocksize, mode)
     n, c, h, w = x.shape
     b = blocksize
@@ -364,5 +373,6 @@ def center_crop_pad(x, shape, *, axes: list[int] | None = None):
 OPS = [
     flatten, reshape_5, reshape_14, transpose, concat, split_2, split_13, split_18, slice_10,
     squeeze_1, squeeze_13, unsqueeze_1, unsqueeze_13, shape_1, shape_15, size, expand, tile,
-    identity, dropout_10, dropout_12, depth_to_space, space_to_depth, trilu, center_crop_pad,
+    identity, dropout_10, dropout_12, depth_to_space, space_to_depth_1,
+    space_to_depth_28, trilu, center_crop_pad,
 ]

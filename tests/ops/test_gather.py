@@ -63,6 +63,11 @@ def test_gather_nd(shape, indices, batch_dims, dtype):
     check_op("GatherND", inputs, {"batch_dims": batch_dims}, opset=13)
 
 
+def test_gather_nd_opset11():
+    check_op("GatherND", {"x": rand(3, 4, 2), "i": np.array([[2, -1], [0, 1]], np.int64)}, opset=11)
+    _raises("GatherND", {"x": rand(3, 4), "i": i64(0)}, {"batch_dims": 0}, "does not take attribute", opset=11)
+
+
 def test_gather_errors():
     _raises("Gather", {"x": rand(3, 4), "i": i64(0)}, {"axis": 2}, "out of range")
     _raises("Gather", {"x": rand(3, 4), "i": i64(3)}, {"axis": 0}, "out of range", constants=("i",))
@@ -171,10 +176,10 @@ def test_compress_dtypes(dtype):
     check_op("Compress", {"x": rand(3, 4, dtype=dtype), "c": np.array([1, 0, 1], bool)}, {"axis": 0}, opset=11)
 
 
-@pytest.mark.parametrize("shape", [(3, 4), (7,), (2, 3, 4), (0, 3)])
+@pytest.mark.parametrize("shape", [(3, 4), (7,), (2, 3, 4), (0, 3), ()])
 @pytest.mark.parametrize("dtype", [np.float32, np.int64, np.bool_, np.int32])
 def test_nonzero(shape, dtype):
-    x = rand(*shape, dtype=dtype, low=0, high=2) if dtype != np.float32 else np.round(rand(*shape))
+    x = rand(*shape, dtype=dtype, low=0, high=2) if dtype != np.float32 else np.asarray(np.round(rand(*shape)))
     check_op("NonZero", {"x": x}, opset=13)
 
 

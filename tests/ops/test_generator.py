@@ -37,6 +37,11 @@ def test_constant_value(value):
     check_op("Constant", {}, {"value": onh.from_array(value)}, opset=13)
 
 
+def test_constant_opset11():
+    check_op("Constant", {}, {"value": onh.from_array(rand(2, 3))}, opset=11)
+    _raises("Constant", {}, {"value_int": 1}, "does not take attribute", opset=11)
+
+
 @pytest.mark.parametrize("attrs", [{"value_float": 1.25}, {"value_floats": [1.0, -2.5, 3.0]}, {"value_int": -7},
                                    {"value_ints": [4, 5, -6]}])
 def test_constant_scalar_attributes(attrs):

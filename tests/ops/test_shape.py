@@ -324,6 +324,8 @@ def test_depth_space_errors():
     _raises("DepthToSpace", {"x": rand(1, 4, 2)}, {"blocksize": 2}, "4-D")
     _raises("DepthToSpace", {"x": rand(1, 4, 2, 2)}, {"blocksize": 2, "mode": "XYZ"}, "mode")
     _raises("SpaceToDepth", {"x": rand(1, 2, 3, 4)}, {"blocksize": 2}, "multiples of blocksize")
+    _raises("SpaceToDepth", {"x": rand(1, 2, 4, 4)}, {"blocksize": 2, "mode": "CRD"}, "does not take attribute")
+    _raises("SpaceToDepth", {"x": rand(1, 2, 4, 4)}, {"blocksize": 2, "mode": "XYZ"}, "mode", opset=28)
 
 
 @pytest.mark.parametrize("shape", [(4, 5), (3, 3), (2, 3, 6), (1, 4)])
