@@ -24,10 +24,10 @@ def int_list(t: torch.Tensor) -> list[int]:
     return [int(v) for v in t.reshape(-1).tolist()]
 
 
-def axis_index(axis: int, rank: int, what: str = "axis") -> int:
+def axis_index(axis: int, rank: int) -> int:
     """`axis` in [-rank, rank) made non-negative; ValueError otherwise."""
     if not -rank <= axis < rank:
-        raise ValueError(f"{what} {axis} is out of range for a tensor of rank {rank}")
+        raise ValueError(f"axis {axis} is out of range for a tensor of rank {rank}")
     return axis % rank
 
 
