@@ -234,7 +234,40 @@ def global_lp_pool_2(x, *, p: int = 2):
     return torch.linalg.vector_norm(x, ord=p, dim=_spatial_dims(x), keepdim=True)
 
 
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
+@op("MaxRoiPool", since=1)
+def max_roi_pool(x, rois, *, pooled_shape: list[int], spatial_scale: float = 1.0):
+    if x.dim() != 4:
+        raise ValueError(f"X must be N x C x H x W, got rank {x.dim()}")
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise ValueError(f"rois must be num_rois x 5 (batch index, x1, y1, x2, y2), got shape {list(rois.shape)}")
+    if len(pooled_shape) != 2 or min(pooled_shape) < 1:
+        raise ValueError(f"pooled_shape must be two positive sizes, got {list(pooled_shape)}")
+    height, width = x.shape[2:]
+    feats = x[rois[:, 0].long()]  # R, C, H, W
+    corners = _round_half_away(rois[:, 1:].float() * spatial_scale)
+    masks = []
+    for pooled, size, lo, hi in ((pooled_shape[0], height, corners[:, 1], corners[:, 3]),
+                                 (pooled_shape[1], width, corners[:, 0], corners[:, 2])):
+        bin_size = (hi - lo + 1).clamp(min=1) / pooled  # R
+        steps = torch.arange(pooled, device=x.device, dtype=torch.float32)
+        start = (torch.floor(steps * bin_size[:, None]) + lo[:, None]).clamp(0, size)  # R, pooled
+        end = (torch.ceil((steps + 1) * bin_size[:, None]) + lo[:, None]).clamp(0, size)
+        pos = torch.arange(size, device=x.device, dtype=torch.float32)
+        masks.append((pos >= start[..., None]) & (pos < end[..., None]))  # R, pooled, size
+    h_mask, w_mask = masks
+    floor_value = lowest(x.dtype)
+    rows = torch.where(w_mask[:, None, None], feats[:, :, :, None, :], floor_value).amax(dim=-1)  # R, C, H, pw
+    y = torch.where(h_mask[:, None, :, None, :], rows.transpose(2, 3)[:, :, None], floor_value).amax(dim=-1)
+    empty = ~(h_mask.any(-1)[:, :, None] & w_mask.any(-1)[:, None, :])  # R, ph, pw
+    return torch.where(empty[:, None], torch.zeros((), dtype=x.dtype, device=x.device), y)
+
+
 OPS = [
     max_pool_1, max_pool_8, max_pool_10, average_pool_1, average_pool_7, average_pool_10, average_pool_19,
     lp_pool_1, lp_pool_2, lp_pool_18, global_average_pool, global_max_pool, global_lp_pool_1, global_lp_pool_2,
+    max_roi_pool,
 ]

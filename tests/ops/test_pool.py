@@ -174,3 +174,18 @@ def test_max_pool_same_dilated():
     undilated one and gets other shapes."""
     check_reference("MaxPool", {"x": rand(1, 2, 7, 8)},
                     {"kernel_shape": [3, 2], "strides": [2, 3], "dilations": [2, 2], "auto_pad": "SAME_UPPER"}, opset=12)
+
+
+ROIS = np.array([[0, 1, 1, 6, 5], [1, 0, 0, 11, 9], [0, 3.4, 2.6, 3.4, 2.6], [1, -2, -3, 4, 20], [0, 5, 5, 2, 2]],
+                np.float32)
+
+
+@pytest.mark.parametrize("pooled_shape,spatial_scale", [([2, 3], 1.0), ([3, 3], 0.5), ([4, 2], 0.25)])
+def test_max_roi_pool(pooled_shape, spatial_scale):
+    check_op("MaxRoiPool", {"x": rand(2, 3, 10, 12), "rois": ROIS},
+             {"pooled_shape": pooled_shape, "spatial_scale": spatial_scale})
+
+
+def test_max_roi_pool_errors():
+    expect_error("MaxRoiPool", {"x": rand(2, 3, 10, 12), "rois": ROIS[:, :4]}, {"pooled_shape": [2, 2]}, "rois")
+    expect_error("MaxRoiPool", {"x": rand(2, 3, 10, 12), "rois": ROIS}, {"pooled_shape": [2]}, "pooled_shape")
