@@ -1,10 +1,12 @@
 import numpy as np
+import onnx.helper as oh
 import pytest
 
 import braze
 from braze.testing import assert_close
 
 from .harness import check_op, make_model, rand, run_braze
+from .test_shape import _check_graph, _graph
 
 DTYPES = [np.float32, np.float16, np.float64, np.int32, np.int64, np.bool_]
 
@@ -204,3 +206,18 @@ def test_unique_outputs_used_downstream():
     assert_close(y[inverse], x)
     assert_close(x[indices], y)
     assert counts.sum() == x.size
+
+
+def test_data_dependent_chain():
+    """x[mask] as exporters write it: NonZero -> Transpose -> GatherND, then shapes taken of the result."""
+    nodes = [oh.make_node("NonZero", ["mask"], ["nz"]),
+             oh.make_node("Transpose", ["nz"], ["coords"]),
+             oh.make_node("GatherND", ["x", "coords"], ["picked"]),
+             oh.make_node("Shape", ["picked"], ["n"]),
+             oh.make_node("ConstantOfShape", ["n"], ["zeros"]),
+             oh.make_node("Concat", ["picked", "zeros"], ["both"], axis=0),
+             oh.make_node("Compress", ["x", "rows"], ["kept"], axis=0),
+             oh.make_node("Unique", ["kept"], ["values"])]
+    feeds = {"x": rand(4, 3), "mask": rand(4, 3, dtype=np.bool_), "rows": np.array([1, 0, 1, 1], bool)}
+    outputs = {"both": (np.float32, 1), "kept": (np.float32, 2), "values": (np.float32, 1)}
+    _check_graph(_graph(nodes, feeds, outputs, opset=13), feeds)
