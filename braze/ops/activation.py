@@ -1,4 +1,8 @@
-"""Activation functions: Relu and its relatives, sigmoids, GELU, clipping."""
+"""Activation functions: Relu and its relatives, sigmoids, GELU, clipping.
+
+All of them keep their input's shape and element type; most take floating-point tensors only
+(torch would silently compute an integer input in float).
+"""
 
 from __future__ import annotations
 
@@ -7,96 +11,140 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .elementwise import FLOATS, INTEGERS, NUMERIC, SIGNED, check_inputs, maximum, minimum
 from .opdef import op
+
+_HALF = (torch.float16, torch.bfloat16)
+_GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+def _floats(name: str, x: torch.Tensor) -> None:
+    check_inputs(name, FLOATS, x)
 
 
 @op("Relu")
 def relu(x):
+    check_inputs("Relu", FLOATS + SIGNED, x)
     return torch.relu(x)
 
 
 @op("LeakyRelu")
 def leaky_relu(x, *, alpha: float = 0.01):
+    _floats("LeakyRelu", x)
     return torch.where(x < 0, x * alpha, x)
 
 
 @op("PRelu")
 def prelu(x, slope):
-    return torch.where(x < 0, x * slope, x).to(x.dtype)
+    check_inputs("PRelu", FLOATS + INTEGERS, x, slope)
+    if torch.broadcast_shapes(x.shape, slope.shape) != x.shape:
+        raise ValueError(f"PRelu's slope of shape {list(slope.shape)} does not broadcast to X's {list(x.shape)}")
+    if not x.dtype.is_signed:
+        return x.clone()
+    return torch.where(x < 0, x * slope, x)
 
 
 @op("Sigmoid")
 def sigmoid(x):
+    _floats("Sigmoid", x)
     return torch.sigmoid(x)
 
 
 @op("Tanh")
 def tanh(x):
+    _floats("Tanh", x)
     return torch.tanh(x)
 
 
 @op("HardSigmoid")
 def hard_sigmoid(x, *, alpha: float = 0.2, beta: float = 0.5):
+    _floats("HardSigmoid", x)
     return torch.clamp(x * alpha + beta, 0, 1)
 
 
 @op("HardSwish", since=14)
 def hard_swish(x):
+    _floats("HardSwish", x)
     return x * torch.clamp(x * (1 / 6) + 0.5, 0, 1)
 
 
 @op("Clip", since=6)
 def clip_6(x, *, min: float = -math.inf, max: float = math.inf):
+    _floats("Clip", x)
     return torch.clamp(x, min, max)
+
+
+def _bound(name: str, bound: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if bound.numel() != 1:
+        raise ValueError(f"Clip's {name} must be a scalar, got a tensor of shape {list(bound.shape)}")
+    if bound.dtype != x.dtype:
+        raise TypeError(f"Clip's {name} is {str(bound.dtype).removeprefix('torch.')}, "
+                        f"X is {str(x.dtype).removeprefix('torch.')}")
+    return bound.reshape(())
 
 
 @op("Clip", since=11)
 def clip_11(x, min=None, max=None):
+    check_inputs("Clip", NUMERIC, x)
     if min is not None:
-        x = torch.maximum(x, min.to(x.dtype))
+        x = maximum(x, _bound("min", min, x))
     if max is not None:
-        x = torch.minimum(x, max.to(x.dtype))
-    return x
+        x = minimum(x, _bound("max", max, x))
+    return x.clone() if min is None and max is None else x
 
 
 @op("Gelu", since=20)
 def gelu(x, *, approximate: str = "none"):
+    _floats("Gelu", x)
+    if approximate not in _GELU_APPROXIMATIONS:
+        raise ValueError(f"Gelu's approximate must be 'none' or 'tanh', got {approximate!r}")
     return F.gelu(x, approximate=approximate)
 
 
 @op("Elu", since=6)
 def elu(x, *, alpha: float = 1.0):
+    _floats("Elu", x)
     return torch.where(x < 0, alpha * torch.expm1(x), x)
 
 
 @op("Selu", since=6)
 def selu(x, *, alpha: float = 1.67326319217681884765625, gamma: float = 1.05070102214813232421875):
+    _floats("Selu", x)
     return gamma * torch.where(x <= 0, alpha * torch.expm1(x), x)
 
 
 @op("Celu", since=12)
 def celu(x, *, alpha: float = 1.0):
+    _floats("Celu", x)
     return torch.clamp(x, min=0) + torch.clamp(alpha * torch.expm1(x / alpha), max=0)
 
 
 @op("ThresholdedRelu", since=10)
 def thresholded_relu(x, *, alpha: float = 1.0):
+    _floats("ThresholdedRelu", x)
     return torch.where(x > alpha, x, torch.zeros_like(x))
+
+
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    return F.softplus(x.float()).to(x.dtype) if x.dtype in _HALF else F.softplus(x)
 
 
 @op("Softplus")
 def softplus(x):
-    return F.softplus(x.float()).to(x.dtype) if x.dtype in (torch.float16, torch.bfloat16) else F.softplus(x)
+    _floats("Softplus", x)
+    return _softplus(x)
 
 
 @op("Softsign")
 def softsign(x):
+    _floats("Softsign", x)
     return x / (1 + torch.abs(x))
 
 
 @op("Mish", since=18)
 def mish(x):
-    return x * torch.tanh(F.softplus(x))
+    _floats("Mish", x)
+    return x * torch.tanh(_softplus(x))
 
 
 OPS = [

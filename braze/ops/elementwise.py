@@ -196,26 +196,36 @@ def _select(cond: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     return _from_bits(torch.where(cond, as_bits(x), as_bits(y)), x.dtype)
 
 
-def _extreme(name: str, xs: tuple[torch.Tensor, ...], float_fn, keeps_first) -> torch.Tensor:
-    """Max or Min over broadcast inputs; floats propagate NaN (`float_fn`), integers compare exactly."""
-    check_inputs(name, NUMERIC, *xs)
-    result = xs[0].clone()
-    for x in xs[1:]:
-        if result.dtype.is_floating_point:
-            result = float_fn(result, x)
-        else:
-            result = _select(keeps_first(_ordered(result), _ordered(x)), result, x)
-    return result
+def maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise maximum of one dtype: NaN propagates, integers (unsigned included) compare exactly."""
+    if a.dtype.is_floating_point:
+        return torch.maximum(a, b)
+    return _select(_ordered(a) > _ordered(b), a, b)
+
+
+def minimum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise minimum, as `maximum`."""
+    if a.dtype.is_floating_point:
+        return torch.minimum(a, b)
+    return _select(_ordered(a) < _ordered(b), a, b)
 
 
 @op("Max", since=8)
 def max_(*xs):
-    return _extreme("Max", xs, torch.maximum, torch.gt)
+    check_inputs("Max", NUMERIC, *xs)
+    result = xs[0].clone()
+    for x in xs[1:]:
+        result = maximum(result, x)
+    return result
 
 
 @op("Min", since=8)
 def min_(*xs):
-    return _extreme("Min", xs, torch.minimum, torch.lt)
+    check_inputs("Min", NUMERIC, *xs)
+    result = xs[0].clone()
+    for x in xs[1:]:
+        result = minimum(result, x)
+    return result
 
 
 @op("Sum", since=8)

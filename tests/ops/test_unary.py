@@ -1,7 +1,10 @@
 import math
 
+import ml_dtypes
 import numpy as np
 import pytest
+
+from braze.testing import assert_close
 
 from .harness import check_op, rand
 from .test_elementwise import expect_error, run_only_braze
@@ -54,6 +57,21 @@ def test_float_ops_dtypes(op, dtype):
 def test_float_ops_first_opset(op):
     (low, high), _, since = FLOAT_OPS[op]
     check_op(op, {"x": rand(2, 4, low=low, high=high)}, opset=max(since, 7))
+
+
+@pytest.mark.parametrize("op", sorted(FLOAT_OPS) + ["Neg", "Abs", "Sign", "IsNaN"])
+def test_bfloat16(op):
+    """onnxruntime's Python API takes no bfloat16: compare with float64 math rounded to bfloat16."""
+    others = {"Neg": np.negative, "Abs": np.abs, "Sign": np.sign, "IsNaN": np.isnan}
+    (low, high), reference, _ = FLOAT_OPS[op] if op in FLOAT_OPS else ((-4, 4), others[op], 0)
+    x = rand(3, 4, low=low, high=high).astype(ml_dtypes.bfloat16)
+    if op == "IsNaN":
+        x[0, 0] = np.nan
+    expected = reference(x.astype(np.float64))
+    expected = expected if expected.dtype == bool else expected.astype(ml_dtypes.bfloat16)
+    out = run_only_braze(op, {"x": x}, opset=22 if op != "IsNaN" else 20)
+    assert out.dtype == expected.dtype
+    assert_close(out, expected, name=op)
 
 
 @pytest.mark.parametrize("op", ["Sqrt", "Sin", "Round", "Erf"])
