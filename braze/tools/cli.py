@@ -1,0 +1,178 @@
+"""The `braze` command: build, run, inspect, demo and conformance.
+
+    braze build model.onnx -o model.engine [--shapes input:1x3x224x224]
+    braze run model.engine [--input input=x.npy] [--save-outputs DIR]
+    braze inspect model.engine [--json]
+    braze demo [--model resnet50]
+
+Errors braze reports (BrazeError) print as one `[E]` line and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..build import Builder, BuilderConfig
+from ..engine import Engine, Runtime
+from ..engine.format import is_engine_file
+from ..errors import BrazeError
+from . import conformance, demo
+from .common import default_shapes, error, human_bytes, info, info_to_stderr, model_label, parse_shapes, random_inputs
+from .inspect import describe_engine, describe_graph, format_engine, format_graph_summary
+from .timing import measure
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="braze", description="braze: deep-learning inference optimizer and runtime")
+    parser.add_argument("--version", action="version", version=f"braze {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _register_build(sub)
+    _register_run(sub)
+    _register_inspect(sub)
+    demo.register(sub)
+    conformance.register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BrazeError as e:
+        error(str(e))
+        return 1
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+
+
+# -- build ---------------------------------------------------------------------------------------
+
+def _add_build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shapes", nargs="+", metavar="NAME:DIMS", help="input shapes, e.g. input:1x3x224x224")
+    p.add_argument("--device", default="cpu", help="target device: cpu or cuda[:N] (default cpu)")
+    p.add_argument("--opt-level", type=int, default=3, metavar="N", help="optimization level, 0 = none (default 3)")
+    p.add_argument("--no-optimize", action="store_true", help="keep the graph as parsed (same as --opt-level 0)")
+
+
+def _register_build(sub) -> None:
+    p = sub.add_parser("build", help="build an engine from an ONNX model (or zoo:NAME)")
+    p.add_argument("model", help="ONNX file or zoo:NAME")
+    p.add_argument("-o", "--output", required=True, help="engine file to write")
+    _add_build_options(p)
+    p.set_defaults(func=_build)
+
+
+def build_engine(model: str, args: argparse.Namespace, log=info) -> Engine:
+    shapes = default_shapes(model, parse_shapes(args.shapes))
+    level = 0 if args.no_optimize else args.opt_level
+    log(f"building {model_label(model)} for {args.device}" + (f" with shapes {shapes}" if shapes else ""))
+    config = BuilderConfig(shapes=shapes, optimization_level=level, progress=lambda m: log(f"  {m}"))
+    return Builder(device=args.device).build(model, config)
+
+
+def _build(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    engine = build_engine(args.model, args)
+    data = engine.serialize()
+    Path(args.output).write_bytes(data)
+    info(f"wrote {args.output} ({human_bytes(len(data))}) in {time.perf_counter() - started:.2f} s: "
+         f"{engine.num_layers} layers, {human_bytes(engine.device_memory_size)} of activations per context")
+    return 0
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+def _register_run(sub) -> None:
+    p = sub.add_parser("run", help="run an engine (or build and run an ONNX model) on given or random inputs")
+    p.add_argument("model", help="engine file, ONNX file or zoo:NAME")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input from a .npy file")
+    p.add_argument("--save-outputs", metavar="DIR", help="write each output to DIR/NAME.npy")
+    p.add_argument("--iterations", type=int, default=10, help="timed runs (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_build_options(p)
+    p.set_defaults(func=_run)
+
+
+def load_or_build(model: str, args: argparse.Namespace, log=info) -> Engine:
+    if is_engine_file(model):
+        return Runtime().load(model)
+    return build_engine(model, args, log)
+
+
+def _run(args: argparse.Namespace) -> int:
+    engine = load_or_build(args.model, args, log=info_to_stderr if args.json else info)
+    feeds = random_inputs(engine.inputs, args.seed)
+    for item in args.input:
+        name, sep, file = item.partition("=")
+        if not sep:
+            raise BrazeError(f"--input {item!r}: expected NAME=FILE.npy")
+        try:
+            feeds[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise BrazeError(f"--input {name}: cannot read {file}: {e}") from None
+    ctx = engine.create_execution_context()
+    outputs = ctx.infer(feeds)
+    stats = measure(lambda: ctx.infer(feeds), warmup=args.warmup, iterations=args.iterations)
+    if args.save_outputs:
+        out_dir = Path(args.save_outputs)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, value in outputs.items():
+            np.save(out_dir / f"{_file_name(name)}.npy", value)
+    summary = {name: _stats(value) for name, value in outputs.items()}
+    if args.json:
+        print(json.dumps({"latency_ms": stats.as_dict(), "outputs": summary}, indent=2))
+        return 0
+    info(f"inference on {engine.target}: {stats.summary()}")
+    for name, s in summary.items():
+        info(f"output {name} [dtype={s['dtype']}, shape={tuple(s['shape'])}] | "
+             + ", ".join(f"{k}={v:.5g}" for k, v in s.items() if k not in ("dtype", "shape")))
+    if args.save_outputs:
+        info(f"outputs saved to {args.save_outputs}/")
+    return 0
+
+
+def _stats(value: np.ndarray) -> dict:
+    a = np.asarray(value)
+    base: dict = {"dtype": str(a.dtype), "shape": list(a.shape)}
+    if a.size and a.dtype.kind in "fiub":
+        f = a.astype(np.float64)
+        base.update(mean=float(f.mean()), std=float(f.std()), min=float(f.min()), max=float(f.max()))
+    return base
+
+
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+# -- inspect -------------------------------------------------------------------------------------
+
+def _register_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="show an engine's layers, tactics, shapes and memory (or an ONNX model's graph)")
+    p.add_argument("model", help="engine file, ONNX file or zoo:NAME")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    path = Path(args.model)
+    if is_engine_file(path):
+        data = path.read_bytes()
+        desc = describe_engine(Runtime().load(data), size_bytes=len(data))
+        print(json.dumps(desc, indent=2) if args.json else format_engine(desc, f"Engine: {path.name}"))
+        return 0
+    from ..frontends.onnx import parse_onnx
+
+    desc = describe_graph(parse_onnx(args.model))
+    print(json.dumps(desc, indent=2) if args.json else format_graph_summary(desc, model_label(args.model)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
