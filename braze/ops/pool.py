@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .opdef import op
-from .spatial import Window, lowest, pad_to, window, window_view
+from .spatial import Window, lowest, pad_to, spatial_attrs, split_pads, window, window_view
 
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
@@ -234,6 +234,29 @@ def global_lp_pool_2(x, *, p: int = 2):
     return torch.linalg.vector_norm(x, ord=p, dim=_spatial_dims(x), keepdim=True)
 
 
+@op("MaxUnpool", since=9, value_inputs=(2,))
+def max_unpool(x, indices, output_shape=None, *, kernel_shape: list[int], pads: list[int] | None = None,
+               strides: list[int] | None = None):
+    if x.dim() < 3:
+        raise ValueError(f"X must be N x C x D1 x ... (rank 3 or more), got rank {x.dim()}")
+    if indices.shape != x.shape:
+        raise ValueError(f"I has shape {list(indices.shape)}, X has {list(x.shape)}: they must agree")
+    rank = x.dim() - 2
+    if len(kernel_shape) != rank:
+        raise ValueError(f"the kernel has {len(kernel_shape)} spatial axes, the input has {rank}")
+    begin, end = split_pads(rank, pads)
+    strides_ = spatial_attrs(rank, "strides", strides, 1)
+    if output_shape is not None:
+        shape = [int(d) for d in output_shape.tolist()]
+        if len(shape) != x.dim():
+            raise ValueError(f"output_shape {shape} must have rank {x.dim()}")
+    else:
+        shape = [*x.shape[:2], *((n - 1) * s + k - b - e
+                                 for n, s, k, b, e in zip(x.shape[2:], strides_, kernel_shape, begin, end))]
+    flat = x.new_zeros(math.prod(shape))
+    return flat.scatter(0, indices.reshape(-1), x.reshape(-1)).reshape(shape)
+
+
 def _round_half_away(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
@@ -269,5 +292,5 @@ def max_roi_pool(x, rois, *, pooled_shape: list[int], spatial_scale: float = 1.0
 OPS = [
     max_pool_1, max_pool_8, max_pool_10, average_pool_1, average_pool_7, average_pool_10, average_pool_19,
     lp_pool_1, lp_pool_2, lp_pool_18, global_average_pool, global_max_pool, global_lp_pool_1, global_lp_pool_2,
-    max_roi_pool,
+    max_unpool, max_roi_pool,
 ]

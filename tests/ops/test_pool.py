@@ -7,7 +7,7 @@ from onnx.reference import ReferenceEvaluator
 import braze
 from braze.testing import assert_close
 
-from .harness import check_op, feeds_of, make_model, rand, run_braze
+from .harness import check_op, feeds_of, make_model, rand, run_braze, run_ort
 
 
 def check_reference(op_type, inputs, attrs, **kw):
@@ -18,11 +18,16 @@ def check_reference(op_type, inputs, attrs, **kw):
         assert_close(actual, expected, name=op_type)
 
 
+def typed(model, rank):
+    """Type the outputs ONNX's shape inference gave up on (bad nodes, shapes from values): the checkers need it."""
+    for out in model.graph.output:
+        if not out.type.tensor_type.HasField("shape"):
+            out.CopyFrom(oh.make_tensor_value_info(out.name, TensorProto.FLOAT, [f"d{i}" for i in range(rank)]))
+    return model
+
+
 def expect_error(op_type, inputs, attrs, match, named=True, **kw):
-    model = make_model(op_type, inputs, attrs, **kw)
-    rank = len(inputs["x"].shape)
-    for out in model.graph.output:  # ONNX's inference gives up on bad nodes; the checker needs a type
-        out.CopyFrom(oh.make_tensor_value_info(out.name, TensorProto.FLOAT, [f"d{i}" for i in range(rank)]))
+    model = typed(make_model(op_type, inputs, attrs, **kw), len(inputs["x"].shape))
     with pytest.raises(braze.BrazeError, match=match) as info:
         run_braze(model, feeds_of(inputs))
     assert not named or f"{op_type.lower()}_node" in str(info.value)
@@ -189,3 +194,25 @@ def test_max_roi_pool(pooled_shape, spatial_scale):
 def test_max_roi_pool_errors():
     expect_error("MaxRoiPool", {"x": rand(2, 3, 10, 12), "rois": ROIS[:, :4]}, {"pooled_shape": [2, 2]}, "rois")
     expect_error("MaxRoiPool", {"x": rand(2, 3, 10, 12), "rois": ROIS}, {"pooled_shape": [2]}, "pooled_shape")
+
+
+@pytest.mark.parametrize("xs,attrs,output_shape", [
+    ((1, 2, 6, 8), {"kernel_shape": [2, 2], "strides": [2, 2]}, None),
+    ((1, 2, 7, 9), {"kernel_shape": [2, 2], "strides": [2, 2]}, [1, 2, 7, 9]),
+    ((2, 3, 7, 7), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, None),
+    ((2, 3, 10), {"kernel_shape": [3], "strides": [3]}, [2, 3, 10]),
+    ((1, 2, 4, 4, 6), {"kernel_shape": [2, 2, 2], "strides": [2, 2, 2]}, None),
+])
+def test_max_unpool(xs, attrs, output_shape):
+    """Unpooling what MaxPool gave; indices address the output_shape tensor, as in onnxruntime and PyTorch."""
+    y, indices = check_op("MaxPool", {"x": rand(*xs)}, attrs, n_outputs=2)
+    inputs = {"x": y, "i": indices, "shape": None if output_shape is None else np.array(output_shape, np.int64)}
+    model = typed(make_model("MaxUnpool", inputs, attrs, constants=("shape",), opset=11), len(xs))
+    feeds = feeds_of(inputs, ("shape",))
+    assert_close(run_braze(model, feeds)[0], run_ort(model, feeds)[0])
+
+
+def test_max_unpool_errors():
+    x = rand(1, 2, 3, 3)
+    expect_error("MaxUnpool", {"x": x, "i": np.zeros((1, 2, 3), np.int64)}, {"kernel_shape": [2, 2]}, "I has shape")
+    expect_error("MaxUnpool", {"x": x, "i": np.zeros(x.shape, np.int64)}, {"kernel_shape": [2]}, "spatial axes")
