@@ -80,6 +80,10 @@ def _infer_cast(node: Node, values: Sequence[torch.Tensor | None]) -> list[Infer
     return [Inferred(dtype, tuple(value.shape), value)]
 
 
+def _like_dtype(node: Node) -> list[DType]:
+    return [node.inputs[1].dtype]
+
+
 def _cast(x: torch.Tensor, to: int, saturate: int = 1) -> torch.Tensor:
     return convert(x, onnx_dtype(to, "Cast").torch, bool(saturate))
 
@@ -99,17 +103,17 @@ def cast_24(x, *, to: int, saturate: int = 1, round_mode: str = "up"):
     return _cast(x, to, saturate)
 
 
-@op("CastLike", since=15)
+@op("CastLike", since=15, dtype_rule=_like_dtype)
 def cast_like_15(x, like):
     return convert(x, like.dtype)
 
 
-@op("CastLike", since=19)
+@op("CastLike", since=19, dtype_rule=_like_dtype)
 def cast_like_19(x, like, *, saturate: int = 1):
     return convert(x, like.dtype, bool(saturate))
 
 
-@op("CastLike", since=24)
+@op("CastLike", since=24, dtype_rule=_like_dtype)
 def cast_like_24(x, like, *, saturate: int = 1, round_mode: str = "up"):
     _check_round_mode(round_mode)
     return convert(x, like.dtype, bool(saturate))

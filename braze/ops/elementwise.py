@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..ir import DType, Node
 from .opdef import op
 
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -50,6 +51,11 @@ def check_broadcast(op_name: str, *xs: torch.Tensor) -> None:
 
 def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def bool_output(node: Node) -> list[DType]:
+    """dtype_rule of ops that answer bool (their output shape may be known only at run time)."""
+    return [DType.bool]
 
 
 def as_bits(x: torch.Tensor) -> torch.Tensor:
@@ -252,27 +258,27 @@ def _compare(name: str, fn, a: torch.Tensor, b: torch.Tensor, allowed=NUMERIC) -
     return fn(_ordered(a), _ordered(b))
 
 
-@op("Equal", since=7)
+@op("Equal", since=7, dtype_rule=bool_output)
 def equal(a, b):
     return _compare("Equal", torch.eq, a, b, NUMERIC + BOOL)
 
 
-@op("Less", since=7)
+@op("Less", since=7, dtype_rule=bool_output)
 def less(a, b):
     return _compare("Less", torch.lt, a, b)
 
 
-@op("LessOrEqual", since=12)
+@op("LessOrEqual", since=12, dtype_rule=bool_output)
 def less_or_equal(a, b):
     return _compare("LessOrEqual", torch.le, a, b)
 
 
-@op("Greater", since=7)
+@op("Greater", since=7, dtype_rule=bool_output)
 def greater(a, b):
     return _compare("Greater", torch.gt, a, b)
 
 
-@op("GreaterOrEqual", since=12)
+@op("GreaterOrEqual", since=12, dtype_rule=bool_output)
 def greater_or_equal(a, b):
     return _compare("GreaterOrEqual", torch.ge, a, b)
 
@@ -301,7 +307,7 @@ def not_(x):
     return torch.logical_not(x)
 
 
-@op("Where", since=9)
+@op("Where", since=9, dtype_rule=lambda node: [node.inputs[1].dtype])
 def where(condition, x, y):
     if condition.dtype is not torch.bool:
         raise TypeError(f"Where's condition must be bool, got {_name(condition.dtype)}")

@@ -7,15 +7,15 @@ to float, which ONNX does not allow); Neg, Abs and Sign also take integers and k
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from .elementwise import FLOATS, INTEGERS, SIGNED, as_bits, check_inputs
+from .elementwise import FLOATS, INTEGERS, SIGNED, as_bits, bool_output, check_inputs
 from .opdef import OpDef, op
 
 
-def _floating(name: str, since: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> OpDef:
+def _floating(name: str, since: int, fn: Callable[[torch.Tensor], torch.Tensor], **options: Any) -> OpDef:
     """The OpDef of a unary op on floating-point tensors that `fn` computes."""
 
     def reference(x):
@@ -23,7 +23,7 @@ def _floating(name: str, since: int, fn: Callable[[torch.Tensor], torch.Tensor])
         return fn(x)
 
     reference.__name__ = reference.__qualname__ = name.lower()
-    return op(name, since=since)(reference)
+    return op(name, since=since, **options)(reference)
 
 
 SQRT = _floating("Sqrt", 6, torch.sqrt)
@@ -45,7 +45,7 @@ COSH = _floating("Cosh", 9, torch.cosh)
 ASINH = _floating("Asinh", 9, torch.asinh)
 ACOSH = _floating("Acosh", 9, torch.acosh)
 ATANH = _floating("Atanh", 9, torch.atanh)
-ISNAN = _floating("IsNaN", 9, torch.isnan)
+ISNAN = _floating("IsNaN", 9, torch.isnan, dtype_rule=bool_output)
 
 
 @op("Neg", since=6)
@@ -70,7 +70,7 @@ def sign(x):
     return torch.sign(x)
 
 
-@op("IsInf", since=10)
+@op("IsInf", since=10, dtype_rule=bool_output)
 def is_inf(x, *, detect_negative: int = 1, detect_positive: int = 1):
     check_inputs("IsInf", FLOATS, x)
     found = torch.zeros_like(x, dtype=torch.bool)

@@ -345,3 +345,32 @@ def test_bitwise_not(dtype):
 
 def test_bitwise_on_floats_is_an_error():
     expect_error("BitwiseAnd", {"a": rand(3), "b": rand(3)}, opset=18, match="float32")
+
+
+# -- outputs whose shape is known only at run time -----------------------------------------------
+
+
+def test_dtypes_of_outputs_with_data_dependent_shapes():
+    """After NonZero the shapes are unknown at build time, but the bindings still have the right dtypes."""
+    h = onnx.helper
+    nodes = [h.make_node("NonZero", ["x"], ["nz"]),
+             h.make_node("Equal", ["nz", "nz"], ["eq"]),
+             h.make_node("Where", ["c", "nz", "nz"], ["where"]),
+             h.make_node("CastLike", ["nz", "x"], ["like"]),
+             h.make_node("Cast", ["nz"], ["f"], to=onnx.TensorProto.FLOAT),
+             h.make_node("IsNaN", ["f"], ["nan"]),
+             h.make_node("IsInf", ["f"], ["inf"])]
+    outputs = {"eq": onnx.TensorProto.BOOL, "where": onnx.TensorProto.INT64, "like": onnx.TensorProto.FLOAT,
+               "nan": onnx.TensorProto.BOOL, "inf": onnx.TensorProto.BOOL}
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3, 4]),
+                                      h.make_tensor_value_info("c", onnx.TensorProto.BOOL, [1])],
+                         [h.make_tensor_value_info(name, t, None) for name, t in outputs.items()])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 10
+    engine = braze.Builder("cpu").build(braze.parse_onnx(onnx.shape_inference.infer_shapes(model)))
+    declared = {b.name: b.dtype for b in engine.outputs}
+    x = np.array([[1, 0, 2, 0], [0, 0, 3, 1], [1, 1, 0, 0]], np.float32)
+    got = engine.create_execution_context().infer({"x": x, "c": np.array([True])})
+    for name in outputs:
+        assert str(declared[name]) == str(got[name].dtype), name
+    assert got["eq"].shape == (2, 6) and got["eq"].all()
