@@ -146,3 +146,16 @@ def test_empty_report_renders():
 @pytest.mark.parametrize("pattern,expected", [("^test_abs$", ["test_abs"]), ("^no_such_case$", [])])
 def test_collect_by_pattern(pattern, expected):
     assert [c.name for c in conformance.collect_cases(pattern=pattern)] == expected
+
+
+def test_case_ops_include_subgraphs_and_domains():
+    branch = oh.make_graph([oh.make_node("Relu", ["x"], ["r"])], "then", [],
+                           [oh.make_tensor_value_info("r", onnx.TensorProto.FLOAT, [2])])
+    other = oh.make_graph([oh.make_node("Neg", ["x"], ["n"])], "else", [],
+                          [oh.make_tensor_value_info("n", onnx.TensorProto.FLOAT, [2])])
+    nodes = [oh.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=other),
+             oh.make_node("Frobnicate", ["y"], ["z"], domain="com.example")]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
+                                       oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+                          [oh.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [2])])
+    assert conformance.case_ops(oh.make_model(graph)) == ["If", "Neg", "Relu", "com.example.Frobnicate"]
