@@ -20,8 +20,8 @@ _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 def _check_operands(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, group: int,
-                    kernel_shape: Sequence[int] | None, w_in_axis: int) -> None:
-    """Shared checks; `w_in_axis` is the weight axis that counts input channels per group."""
+                    kernel_shape: Sequence[int] | None, in_channels: int) -> None:
+    """Checks shared by Conv and ConvTranspose; `in_channels` is how many channels W expects of X."""
     if x.dim() < 3:
         raise ValueError(f"X must be N x C x D1 x ... (rank 3 or more), got rank {x.dim()}")
     if w.dim() != x.dim():
@@ -30,9 +30,9 @@ def _check_operands(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, gr
         raise ValueError("X, W and B must share one dtype")
     if group < 1:
         raise ValueError(f"group must be positive, got {group}")
-    channels = w.shape[w_in_axis] * group if w_in_axis == 1 else w.shape[0]
-    if x.shape[1] != channels:
-        raise ValueError(f"X has {x.shape[1]} channels, W (shape {list(w.shape)}) with group={group} expects {channels}")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"X has {x.shape[1]} channels, W (shape {list(w.shape)}) with group={group} "
+                         f"expects {in_channels}")
     if w.shape[0] % group:
         raise ValueError(f"W's first dim {w.shape[0]} is not divisible by group={group}")
     if kernel_shape and list(kernel_shape) != list(w.shape[2:]):
@@ -47,7 +47,7 @@ def _bias_shape(b: torch.Tensor | None, out_channels: int) -> None:
 @op("Conv", since=1)
 def conv(x, w, b=None, *, auto_pad: str = "NOTSET", dilations: list[int] | None = None, group: int = 1,
          kernel_shape: list[int] | None = None, pads: list[int] | None = None, strides: list[int] | None = None):
-    _check_operands(x, w, b, group, kernel_shape, w_in_axis=1)
+    _check_operands(x, w, b, group, kernel_shape, in_channels=w.shape[1] * group)
     _bias_shape(b, w.shape[0])
     win = window(x.shape[2:], w.shape[2:], strides=strides, dilations=dilations, pads=pads, auto_pad=auto_pad)
     fn = _CONV.get(len(win.kernel))
@@ -78,7 +78,7 @@ def conv_transpose(x, w, b=None, *, auto_pad: str = "NOTSET", dilations: list[in
                    group: int = 1, kernel_shape: list[int] | None = None, output_padding: list[int] | None = None,
                    output_shape: list[int] | None = None, pads: list[int] | None = None,
                    strides: list[int] | None = None):
-    _check_operands(x, w, b, group, kernel_shape, w_in_axis=0)
+    _check_operands(x, w, b, group, kernel_shape, in_channels=w.shape[0])
     out_channels = w.shape[1] * group
     _bias_shape(b, out_channels)
     in_sizes = tuple(x.shape[2:])
@@ -150,7 +150,7 @@ def _conv_transpose_full(x: torch.Tensor, w: torch.Tensor, strides: Sequence[int
     wt = wt.flip(list(range(2, w.dim())))
     spans = [extent(k, d) for k, d in zip(w.shape[2:], dilations)]
     win = window(stuffed.shape[2:], w.shape[2:], strides=None, dilations=dilations,
-                 pads=[s - 1 for s in spans] * 2)
+                 pads=[span - 1 for span in spans] * 2)
     return _conv_nd(stuffed, wt, None, win, group)
 
 

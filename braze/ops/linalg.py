@@ -38,7 +38,8 @@ def _check_matmul(a: torch.Tensor, b: torch.Tensor) -> None:
     k_a = a.shape[-1]
     k_b = b.shape[0] if b.dim() == 1 else b.shape[-2]
     if k_a != k_b:
-        raise ValueError(f"inner dimensions differ: A {list(a.shape)} has {k_a} columns, B {list(b.shape)} has {k_b} rows")
+        raise ValueError(f"inner dimensions differ: A {list(a.shape)} has {k_a} columns, "
+                         f"B {list(b.shape)} has {k_b} rows")
     try:
         torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except RuntimeError:

@@ -107,7 +107,8 @@ def layer_norm(x, scale, b=None, *, axis: int = -1, epsilon: float = 1e-5, stash
     shape = tuple(x.shape[axis:])
     for p, name in ((scale, "Scale"), (b, "B")):
         if p is not None and not _broadcasts_to(p.shape, shape):
-            raise ValueError(f"{name} of shape {list(p.shape)} does not broadcast to the normalized shape {list(shape)}")
+            raise ValueError(f"{name} of shape {list(p.shape)} does not broadcast to the normalized shape "
+                             f"{list(shape)}")
     fits = tuple(scale.shape) == shape and (b is None or tuple(b.shape) == shape)
     if _outputs == 1 and fits and scale.dtype == x.dtype and (b is None or b.dtype == x.dtype):
         return F.layer_norm(x, shape, scale, b, epsilon)

@@ -1,7 +1,6 @@
 import numpy as np
 import onnx.helper as oh
 import pytest
-from onnx import TensorProto
 from onnx.reference import ReferenceEvaluator
 
 import braze
@@ -194,7 +193,8 @@ def test_lp_normalization_dtypes(dtype):
     check_op("LpNormalization", {"x": rand(3, 4, dtype=dtype)}, {})
 
 
-@pytest.mark.parametrize("shape,axes", [((2, 3, 4, 5), None), ((2, 3, 4, 5), [1]), ((2, 3, 4), [0, 2]), ((3, 4), [0, 1])])
+@pytest.mark.parametrize("shape,axes", [((2, 3, 4, 5), None), ((2, 3, 4, 5), [1]), ((2, 3, 4), [0, 2]),
+                                        ((3, 4), [0, 1])])
 @pytest.mark.parametrize("opset", [9, 13])
 def test_mean_variance_normalization(shape, axes, opset):
     check_typed("MeanVarianceNormalization", {"x": rand(*shape)}, {} if axes is None else {"axes": axes}, opset)

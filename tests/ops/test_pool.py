@@ -53,7 +53,8 @@ WINDOWS = [
 DILATED = [
     ((1, 2, 12), {"kernel_shape": [3], "dilations": [2], "pads": [1, 2]}),
     ((1, 3, 9, 10), {"kernel_shape": [2, 3], "dilations": [2, 3], "strides": [1, 2]}),
-    ((1, 3, 9, 10), {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [2, 2, 2, 2], "ceil_mode": 1, "strides": [2, 2]}),
+    ((1, 3, 9, 10), {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [2, 2, 2, 2], "ceil_mode": 1,
+                     "strides": [2, 2]}),
     ((1, 3, 9, 10), {"kernel_shape": [3, 2], "dilations": [2, 1], "pads": [1, 0, 2, 1], "strides": [2, 2]}),
     ((1, 2, 6, 7, 6), {"kernel_shape": [2, 2, 2], "dilations": [2, 1, 2], "strides": [2, 2, 1]}),
 ]
@@ -112,7 +113,8 @@ def test_average_pool_float64():
 
 
 def test_average_pool_4d_spatial():
-    check_reference("AveragePool", {"x": rand(1, 2, 4, 5, 3, 4)}, {"kernel_shape": [2, 3, 2, 2], "strides": [2, 1, 1, 2]})
+    check_reference("AveragePool", {"x": rand(1, 2, 4, 5, 3, 4)},
+                    {"kernel_shape": [2, 3, 2, 2], "strides": [2, 1, 1, 2]})
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])
@@ -178,7 +180,8 @@ def test_max_pool_same_dilated():
     """SAME pads per the spec (and ONNX shape inference) span the dilated window; onnxruntime uses the
     undilated one and gets other shapes."""
     check_reference("MaxPool", {"x": rand(1, 2, 7, 8)},
-                    {"kernel_shape": [3, 2], "strides": [2, 3], "dilations": [2, 2], "auto_pad": "SAME_UPPER"}, opset=12)
+                    {"kernel_shape": [3, 2], "strides": [2, 3], "dilations": [2, 2], "auto_pad": "SAME_UPPER"},
+                    opset=12)
 
 
 ROIS = np.array([[0, 1, 1, 6, 5], [1, 0, 0, 11, 9], [0, 3.4, 2.6, 3.4, 2.6], [1, -2, -3, 4, 20], [0, 5, 5, 2, 2]],
