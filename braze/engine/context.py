@@ -94,12 +94,7 @@ class ExecutionContext:
                     if produced is None or i >= len(produced):
                         raise ExecutionError(f"layer {step.node.name!r} ({step.node.op}) produced no output for "
                                              f"{self.engine.slots[s].tensor.name!r}")
-                    value = produced[i]
-                    # NOTE: a view of an arena tensor (a Reshape of an activation) would be overwritten when
-                    # the planner reuses that memory, which it does not know the view outlives: copy it.
-                    if value.untyped_storage().data_ptr() == self.arena.untyped_storage().data_ptr():
-                        value = value.clone()
-                    values[s] = value
+                    values[s] = produced[i]
 
     def _describe_inputs(self) -> str:
         return ", ".join(f"{b.name!r}: {b.dtype}{format_shape(b.shape)}" for b in self.engine.inputs) or "none"

@@ -7,7 +7,10 @@ records both by name in the engine; the runtime compiles them again when it load
 
 A kernel is called as `kernel(inputs, outputs)`. `outputs` holds preallocated tensors (views of
 the context's arena) the kernel must fill; an entry is None where the output's shape is only
-known at run time, and then the kernel returns the list of tensors it produced.
+known at run time, and then the kernel returns the list of tensors it produced. A tactic whose
+`writes_output` is False always returns its outputs (vendor-library calls that allocate their
+result): the memory plan gives those tensors no arena space, and on CUDA they come from the
+execution graph's private memory pool, allocated once at capture.
 """
 
 from __future__ import annotations
@@ -24,9 +27,26 @@ Kernel = Callable[[Sequence[torch.Tensor | None], Sequence[torch.Tensor | None]]
 
 class Tactic(Protocol):
     name: str
+    writes_output: bool
 
     def supports(self, node: Node, target: Target) -> bool: ...
 
     def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]: ...
 
     def compile(self, node: Node, config: dict[str, Any], target: Target) -> Kernel: ...
+
+
+class TacticBase:
+    """Defaults for the tactic protocol: one configuration, outputs written in place."""
+
+    name = "base"
+    writes_output = True
+
+    def supports(self, node: Node, target: Target) -> bool:
+        raise NotImplementedError
+
+    def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
+        return [{}]
+
+    def compile(self, node: Node, config: dict[str, Any], target: Target) -> Kernel:
+        raise NotImplementedError

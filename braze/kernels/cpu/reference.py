@@ -7,23 +7,23 @@ from typing import Any, Sequence
 import torch
 
 from ...device import Target
-from ...errors import ExecutionError
+from ...errors import ExecutionError, UnsupportedError
 from ...ir import Node
 from ...ops import REGISTRY
+from ..tactic import TacticBase
 
 
-class ReferenceTactic:
+class ReferenceTactic(TacticBase):
+    """Any op, through its reference implementation, copied into the planned output."""
+
     name = "reference"
 
     def supports(self, node: Node, target: Target) -> bool:
         try:
             REGISTRY.for_node(node)
-        except Exception:
+        except UnsupportedError:
             return False
         return True
-
-    def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
-        return [{}]
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         opdef = REGISTRY.for_node(node)
@@ -33,8 +33,12 @@ class ReferenceTactic:
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
             results = opdef.run(inputs, attrs, n_out)
-            for name, out, res in zip(names, outputs, results):
+            for i, (name, out, res) in enumerate(zip(names, outputs, results)):
                 if out is None:
+                    # NOTE: a result that is a view of an input (a Reshape to a run-time shape) must not
+                    # outlive it: the memory plan does not know of the alias and reuses the input's memory.
+                    if _aliases(res, inputs):
+                        results[i] = res.clone()
                     continue
                 if out.shape != res.shape or out.dtype != res.dtype:
                     raise ExecutionError(f"output {name!r} came out as {res.dtype}{list(res.shape)}, "
@@ -43,3 +47,8 @@ class ReferenceTactic:
             return results
 
         return kernel
+
+
+def _aliases(t: torch.Tensor, inputs: Sequence[torch.Tensor | None]) -> bool:
+    storage = t.untyped_storage().data_ptr()
+    return any(x is not None and x.untyped_storage().data_ptr() == storage for x in inputs)

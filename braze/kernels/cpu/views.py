@@ -9,18 +9,17 @@ import torch
 from ...device import Target
 from ...ir import Node
 from ...ops.views import is_view, view_outputs
+from ..tactic import TacticBase
 
 
-class ViewTactic:
-    """Reshape, Flatten, Squeeze, Unsqueeze, Identity, Split as views of the input (no copy)."""
+class ViewTactic(TacticBase):
+    """Reshape, Flatten, Squeeze, Unsqueeze, Identity, Split, Transpose as views of the input (no copy)."""
 
     name = "view"
+    writes_output = False
 
     def supports(self, node: Node, target: Target) -> bool:
         return is_view(node)
-
-    def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
-        return [{}]
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
@@ -29,16 +28,13 @@ class ViewTactic:
         return kernel
 
 
-class ConcatInPlaceTactic:
+class ConcatInPlaceTactic(TacticBase):
     """A concat whose producers already wrote into its output; copies only if the plan did not place them."""
 
     name = "concat_in_place"
 
     def supports(self, node: Node, target: Target) -> bool:
         return node.op == "ConcatInPlace" and node.domain == "braze"
-
-    def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
-        return [{}]
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         axis = int(node.attrs["axis"])
