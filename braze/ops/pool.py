@@ -1,4 +1,5 @@
-"""Pooling: MaxPool (with its Indices output), AveragePool, LpPool and their global forms.
+"""Pooling: MaxPool (with its Indices output), AveragePool, LpPool, their global forms, MaxUnpool
+and MaxRoiPool.
 
 torch's pooling calls take symmetric pads of at most half the window and floor/ceil output sizes
 with the same rule as ONNX; everything else (asymmetric pads, ceil_mode's extra reach, dilated
@@ -113,11 +114,20 @@ def max_pool_10(x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0, dilations: l
                      ceil_mode=ceil_mode, storage_order=storage_order, n_out=_outputs)
 
 
+def _torch_avg(x: torch.Tensor, win: Window):
+    """torch's average pooling for this window's rank, where it has one for x (no 16-bit 3-D on the CPU)."""
+    rank = len(win.kernel)
+    half = x.dtype in (torch.float16, torch.bfloat16)
+    if not win.unit_dilation or (rank == 3 and half and x.device.type == "cpu"):
+        return None
+    return _AVG.get(rank)
+
+
 def _window_sum(xp: torch.Tensor, win: Window) -> torch.Tensor:
     """Sums over the windows of an already padded input (floating point)."""
     rank = len(win.kernel)
-    fn = _AVG.get(rank)
-    if fn is not None and win.unit_dilation and not (rank == 3 and xp.dtype == torch.float16):
+    fn = _torch_avg(xp, win)
+    if fn is not None:
         return fn(xp, win.kernel, win.strides, 0) * math.prod(win.kernel)
     return window_view(xp, win).sum(dim=tuple(range(-rank, 0)))
 
@@ -142,9 +152,8 @@ def _avg_pool(x: torch.Tensor, kernel_shape: Sequence[int], *, auto_pad: str, pa
     win = _window(x, kernel_shape, strides=strides, dilations=dilations, pads=pads, auto_pad=auto_pad,
                   ceil_mode=ceil_mode)
     in_sizes = tuple(x.shape[2:])
-    fn = _AVG.get(len(win.kernel))
-    if (fn is not None and win.unit_dilation and _torch_pads_ok(win) and not (ceil_mode and count_include_pad)
-            and not (len(win.kernel) == 3 and x.dtype == torch.float16)):
+    fn = _torch_avg(x, win)
+    if fn is not None and _torch_pads_ok(win) and not (ceil_mode and count_include_pad):
         return fn(x, win.kernel, win.strides, win.begin, bool(ceil_mode), bool(count_include_pad))
     sums = _window_sum(pad_to(x, win.begin, win.fit(in_sizes)), win)
     return (sums / _counts(in_sizes, win, bool(count_include_pad), sums)).to(x.dtype)
