@@ -1,3 +1,4 @@
+import ml_dtypes
 import numpy as np
 import onnx.helper as oh
 import pytest
@@ -8,6 +9,17 @@ import braze
 from braze.testing import assert_close
 
 from .harness import check_op, feeds_of, make_model, rand, run_braze, run_ort
+
+
+def check_bfloat16(op_type, inputs, attrs=None, *, opset, n_outputs=1):
+    """braze in bfloat16 against onnxruntime in float32 on the same (bfloat16-rounded) inputs."""
+    f32 = {k: None if v is None else v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in inputs.items()}
+    b16 = {k: None if v is None else v.astype(ml_dtypes.bfloat16) for k, v in inputs.items()}
+    expected = run_ort(make_model(op_type, f32, attrs, opset=opset, n_outputs=n_outputs), feeds_of(f32))
+    actual = run_braze(make_model(op_type, b16, attrs, opset=opset, n_outputs=n_outputs), feeds_of(b16))
+    assert actual[0].dtype == ml_dtypes.bfloat16
+    for a, e in zip(actual, expected):
+        assert_close(a, e, "bfloat16", name=op_type)
 
 
 def check_reference(op_type, inputs, attrs, **kw):
@@ -168,3 +180,11 @@ def test_4d_spatial_grouped(op_type):
 ])
 def test_conv_transpose_bad_attributes(attrs, match):
     expect_error("ConvTranspose", {"x": rand(1, 3, 2, 2), "w": rand(3, 2, 3, 3)}, attrs, match)
+
+
+@pytest.mark.parametrize("op_type,inputs,attrs", [
+    ("Conv", {"x": rand(1, 3, 6, 6), "w": rand(4, 3, 3, 3, low=-0.5, high=0.5), "b": rand(4)}, {"pads": [1, 0, 1, 2]}),
+    ("ConvTranspose", {"x": rand(1, 3, 4, 4), "w": rand(3, 2, 3, 3, low=-0.5, high=0.5)}, {"strides": [2, 2]}),
+])
+def test_bfloat16(op_type, inputs, attrs):
+    check_bfloat16(op_type, inputs, attrs, opset=22)

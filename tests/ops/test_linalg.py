@@ -1,3 +1,4 @@
+import ml_dtypes
 import numpy as np
 import onnx.helper as oh
 import pytest
@@ -6,9 +7,20 @@ from onnx import TensorProto
 import braze
 from braze.testing import assert_close
 
-from .harness import check_op, feeds_of, make_model, rand, run_braze
+from .harness import check_op, feeds_of, make_model, rand, run_braze, run_ort
 
 F16, F64 = np.float16, np.float64
+
+
+def check_bfloat16(op_type, inputs, attrs=None, *, opset, n_outputs=1):
+    """braze in bfloat16 against onnxruntime in float32 on the same (bfloat16-rounded) inputs."""
+    f32 = {k: None if v is None else v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in inputs.items()}
+    b16 = {k: None if v is None else v.astype(ml_dtypes.bfloat16) for k, v in inputs.items()}
+    expected = run_ort(make_model(op_type, f32, attrs, opset=opset, n_outputs=n_outputs), feeds_of(f32))
+    actual = run_braze(make_model(op_type, b16, attrs, opset=opset, n_outputs=n_outputs), feeds_of(b16))
+    assert actual[0].dtype == ml_dtypes.bfloat16
+    for a, e in zip(actual, expected):
+        assert_close(a, e, "bfloat16", name=op_type)
 
 
 def expect_error(op_type, inputs, attrs, match, **kw):
@@ -186,3 +198,12 @@ def test_qlinear_matmul(dtype, opset):
 
 def test_quantized_matmul_errors():
     expect_error("MatMulInteger", {"a": rand(3, 4), "b": rand(4, 5)}, {}, "int8 or uint8", opset=10)
+
+
+@pytest.mark.parametrize("op_type,inputs,attrs", [
+    ("MatMul", {"a": rand(2, 3, 8), "b": rand(8, 4)}, {}),
+    ("Gemm", {"a": rand(3, 8), "b": rand(8, 4), "c": rand(4)}, {"transA": 0}),
+    ("Einsum", {"a": rand(2, 3, 8), "b": rand(2, 8, 4)}, {"equation": "bij,bjk->bik"}),
+])
+def test_bfloat16(op_type, inputs, attrs):
+    check_bfloat16(op_type, inputs, attrs, opset=28)

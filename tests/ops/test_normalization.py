@@ -1,3 +1,4 @@
+import ml_dtypes
 import numpy as np
 import onnx.helper as oh
 import pytest
@@ -9,6 +10,17 @@ from braze.testing import assert_close
 from .harness import check_op, feeds_of, make_model, rand, run_braze, run_ort
 
 F16, F64 = np.float16, np.float64
+
+
+def check_bfloat16(op_type, inputs, attrs=None, *, opset, n_outputs=1):
+    """braze in bfloat16 against onnxruntime in float32 on the same (bfloat16-rounded) inputs."""
+    f32 = {k: None if v is None else v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in inputs.items()}
+    b16 = {k: None if v is None else v.astype(ml_dtypes.bfloat16) for k, v in inputs.items()}
+    expected = run_ort(make_model(op_type, f32, attrs, opset=opset, n_outputs=n_outputs), feeds_of(f32))
+    actual = run_braze(make_model(op_type, b16, attrs, opset=opset, n_outputs=n_outputs), feeds_of(b16))
+    assert actual[0].dtype == ml_dtypes.bfloat16
+    for a, e in zip(actual, expected):
+        assert_close(a, e, "bfloat16", name=op_type)
 
 
 def typed_outputs(model, dtypes, rank):
@@ -213,3 +225,12 @@ def test_normalization_errors():
     expect_error("LRN", {"x": rand(2, 3, 4)}, {"size": 0}, "size")
     expect_error("LpNormalization", {"x": rand(2, 3)}, {"p": 3}, "p must be")
     expect_error("MeanVarianceNormalization", {"x": rand(2, 3)}, {"axes": [2]}, "axes")
+
+
+@pytest.mark.parametrize("op_type,inputs,n_outputs", [
+    ("LayerNormalization", {"x": rand(2, 3, 8), "scale": rand(8), "b": rand(8)}, 3),
+    ("BatchNormalization", bn_inputs((2, 3, 4)), 1),
+    ("InstanceNormalization", {"x": rand(2, 3, 4), "scale": rand(3), "b": rand(3)}, 1),
+])
+def test_bfloat16(op_type, inputs, n_outputs):
+    check_bfloat16(op_type, inputs, opset=22, n_outputs=n_outputs)

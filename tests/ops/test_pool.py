@@ -1,3 +1,4 @@
+import ml_dtypes
 import numpy as np
 import onnx.helper as oh
 import pytest
@@ -8,6 +9,17 @@ import braze
 from braze.testing import assert_close
 
 from .harness import check_op, feeds_of, make_model, rand, run_braze, run_ort
+
+
+def check_bfloat16(op_type, inputs, attrs=None, *, opset, n_outputs=1):
+    """braze in bfloat16 against onnxruntime in float32 on the same (bfloat16-rounded) inputs."""
+    f32 = {k: None if v is None else v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in inputs.items()}
+    b16 = {k: None if v is None else v.astype(ml_dtypes.bfloat16) for k, v in inputs.items()}
+    expected = run_ort(make_model(op_type, f32, attrs, opset=opset, n_outputs=n_outputs), feeds_of(f32))
+    actual = run_braze(make_model(op_type, b16, attrs, opset=opset, n_outputs=n_outputs), feeds_of(b16))
+    assert actual[0].dtype == ml_dtypes.bfloat16
+    for a, e in zip(actual, expected):
+        assert_close(a, e, "bfloat16", name=op_type)
 
 
 def check_reference(op_type, inputs, attrs, **kw):
@@ -219,3 +231,12 @@ def test_max_unpool_errors():
     x = rand(1, 2, 3, 3)
     expect_error("MaxUnpool", {"x": x, "i": np.zeros((1, 2, 3), np.int64)}, {"kernel_shape": [2, 2]}, "I has shape")
     expect_error("MaxUnpool", {"x": x, "i": np.zeros(x.shape, np.int64)}, {"kernel_shape": [2]}, "spatial axes")
+
+
+@pytest.mark.parametrize("op_type,inputs,attrs,n_outputs", [
+    ("MaxPool", {"x": rand(1, 3, 6, 6)}, {"kernel_shape": [3, 3], "pads": [1, 0, 1, 2]}, 2),
+    ("AveragePool", {"x": rand(1, 3, 6, 6, 5)}, {"kernel_shape": [3, 3, 2], "pads": [1, 0, 1, 2, 0, 1]}, 1),
+    ("GlobalAveragePool", {"x": rand(2, 3, 4, 5)}, {}, 1),
+])
+def test_bfloat16(op_type, inputs, attrs, n_outputs):
+    check_bfloat16(op_type, inputs, attrs, opset=22, n_outputs=n_outputs)
