@@ -1,8 +1,8 @@
 """Normalizations: BatchNormalization (inference and training mode), LayerNormalization,
 InstanceNormalization, GroupNormalization, LRN, LpNormalization, MeanVarianceNormalization.
 
-Statistics of float16/bfloat16 inputs are taken in float32 (ONNX's stash_type; onnxruntime does
-the same). torch's fused calls serve wherever the parameters have the shapes they expect.
+Statistics of float16/bfloat16 inputs are taken in float32 (what ONNX's stash_type defaults to).
+torch's fused calls serve wherever the parameters have the shapes they expect.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def lp_normalization(x, *, axis: int = -1, p: int = 2):
     _check_float(x)
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p}")
-    if not -x.dim() <= axis < max(x.dim(), 1):
+    if not -x.dim() <= axis < x.dim():
         raise ValueError(f"axis {axis} is out of range for rank {x.dim()}")
     norm = torch.linalg.vector_norm(x.to(_wide(x.dtype)), ord=p, dim=axis, keepdim=True)
     return (x / torch.where(norm == 0, 1, norm)).to(x.dtype)  # a zero vector stays zero
