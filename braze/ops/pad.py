@@ -20,7 +20,8 @@ MODES = ("constant", "reflect", "edge", "wrap")
 def _pad(x: torch.Tensor, pads: Sequence[int], mode: str, value: torch.Tensor | float,
          axes: Sequence[int] | None = None, *, modes: Sequence[str] = MODES[:3]) -> torch.Tensor:
     if mode not in modes:
-        raise ValueError(f"mode {mode!r} is not one of {', '.join(map(repr, modes))}")
+        hint = " (mode 'wrap' needs opset 19)" if mode == "wrap" else ""
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(map(repr, modes))}{hint}")
     rank = x.dim()
     axes = list(range(rank)) if axes is None else [_axis(a, rank) for a in axes]
     if len(set(axes)) != len(axes):
