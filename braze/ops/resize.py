@@ -83,8 +83,8 @@ class _Axis:
                 x = start * (n - 1) + y * (end - start) * (n - 1) / (width - 1)
         return x.to(torch.float64)
 
-    def taps(self, how: _Sampling, precision: torch.dtype = torch.float32
-             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def taps(self, how: _Sampling, precision: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                                     torch.Tensor | None]:
         """(input index [out, taps], weights [out, taps] or None for nearest, outside mask [out] or None)."""
         x = self.source(how, precision)
         outside = (x < 0) | (x > self.size_in - 1) if how.coordinates == "tf_crop_and_resize" else None
