@@ -37,7 +37,9 @@ def activate(x: torch.Tensor, kind: str, params: list[float]) -> torch.Tensor:
         return torch.relu(x)
     if kind == "clip":
         low, high = params
-        return torch.clamp(x, low if math.isfinite(low) else None, high if math.isfinite(high) else None)
+        if low == -math.inf and high == math.inf:  # a Clip without bounds
+            return x
+        return torch.clamp(x, None if low == -math.inf else low, None if high == math.inf else high)
     if kind == "leaky_relu":
         return torch.where(x < 0, x * params[0], x)
     if kind == "sigmoid":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..ir import Graph, Node, subgraphs
+from ..ops import REGISTRY
 from .pattern import Any, Const, Match, Op, Rule, rewrite
 from .util import constant, forward, node, scalar_value, same_type
 
@@ -41,7 +42,8 @@ def _reshape(graph: Graph, x, out, name: str, origin: tuple[str, ...]) -> list[N
     if not (x.is_static and out.is_static):
         return None
     shape = constant(graph, torch.tensor(out.shape, dtype=torch.int64), f"{name}_shape")
-    return [node(graph, "Reshape", [x, shape], [out], {"allowzero": 0}, name=name, origin=origin)]
+    # NOTE: allowzero=1: the target shape is explicit, so a 0 in it is an empty dim, not "copy the input's".
+    return [node(graph, "Reshape", [x, shape], [out], {"allowzero": 1}, name=name, origin=origin)]
 
 
 def _as_reshape(m: Match, graph: Graph) -> list[Node] | None:
@@ -76,14 +78,12 @@ def _identity_transpose(m: Match, graph: Graph) -> list[Node] | None:
     return _drop(m, graph)
 
 
-def _neutral(value: float, position: int = 1):
-    """x op c -> x, where c (at input `position`) is all `value` and broadcasting changes nothing."""
+def _neutral(value: float):
+    """x op c -> x, where the constant c is all `value` and broadcasting changes nothing."""
 
     def replace(m: Match, graph: Graph) -> list[Node] | None:
-        root = m.root
-        c = root.inputs[position]
-        x = root.inputs[1 - position]
-        if scalar_value(c) != value or not same_type(x, root.outputs[0]):
+        root, x = m.root, m["x"]
+        if scalar_value(m["c"]) != value or not same_type(x, root.outputs[0]):
             return None
         return [] if forward(graph, root.outputs[0], x) else None
 
@@ -100,11 +100,11 @@ RULES = [
     Rule("remove_noop_reshape", Op("Reshape", Any(), Any()), _drop_if_same),
     Rule("merge_transposes", Op("Transpose", Op("Transpose", Any(), name="inner")), _merge_transposes),
     Rule("remove_identity_transpose", Op("Transpose", Any()), _identity_transpose),
-    Rule("remove_mul_one", Op("Mul", Any(), Const(), commute=True), _neutral(1.0)),
-    Rule("remove_add_zero", Op("Add", Any(), Const(), commute=True), _neutral(0.0)),
-    Rule("remove_sub_zero", Op("Sub", Any(), Const()), _neutral(0.0)),
-    Rule("remove_div_one", Op("Div", Any(), Const()), _neutral(1.0)),
-    Rule("remove_pow_one", Op("Pow", Any(), Const()), _neutral(1.0)),
+    Rule("remove_mul_one", Op("Mul", Any("x"), Const("c"), commute=True), _neutral(1.0)),
+    Rule("remove_add_zero", Op("Add", Any("x"), Const("c"), commute=True), _neutral(0.0)),
+    Rule("remove_sub_zero", Op("Sub", Any("x"), Const("c")), _neutral(0.0)),
+    Rule("remove_div_one", Op("Div", Any("x"), Const("c")), _neutral(1.0)),
+    Rule("remove_pow_one", Op("Pow", Any("x"), Const("c")), _neutral(1.0)),
 ]
 
 
@@ -114,11 +114,11 @@ def run(graph: Graph, ctx) -> None:
 
 
 def eliminate_common_subexpressions(graph: Graph) -> int:
-    """Merge nodes with the same op, attributes and inputs; and equal small constants."""
+    """Merge nodes with the same op, attributes and inputs (random ones excepted); and equal small constants."""
     merged = _merge_equal_constants(graph)
     seen: dict[tuple, Node] = {}
     for n in list(graph.nodes):
-        if any(True for _ in subgraphs(n)):
+        if any(True for _ in subgraphs(n)) or REGISTRY.for_node(n).random:
             continue
         key = (n.op, n.domain, n.version, tuple(id(t) for t in n.inputs), len(n.outputs), _attr_key(n.attrs))
         first = seen.setdefault(key, n)

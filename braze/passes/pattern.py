@@ -8,9 +8,12 @@ matches a Relu node whose input comes from a Conv whose weight is a constant. `A
 tensor, `Const` a constant one, `Op` a tensor produced by a node of the given op type(s) (of any
 domain unless `domain=` says; `any_inputs=True` ignores the inputs, `partial=True` matches the
 first inputs only); `name=`
-binds the node (for Op) or tensor (for Any/Const) in the Match. Interior nodes must have a single
-consumer (`one_use=True`, the default) so fusing them loses nothing; `where=` adds a predicate over
-the node (or tensor) and the match so far; `commute=True` also tries a binary op's inputs swapped.
+binds the node (for Op) or tensor (for Any/Const) in the Match. Interior nodes must have no reader
+outside the match and must not produce a graph output, so fusing them loses nothing: `one_use=True`
+(the default) asks for a single consumer at once; `one_use=False` lets a node be read more than once
+within the pattern (the centered x of a LayerNorm), and the driver checks the whole match is closed.
+`where=` adds a predicate over the node (or tensor) and the match so far; `commute=True` also tries a
+binary op's inputs swapped.
 
 A Rule pairs a pattern with a replacement function `(match, graph) -> list[Node] | None`. The
 replacement builds nodes that produce the matched root's outputs (the same Tensor objects), or
@@ -158,13 +161,21 @@ class _Ctx:
     def single_use(self, t: Tensor) -> bool:
         return self.uses[id(t)] == 1 and id(t) not in self.outputs
 
+    def closed(self, m: Match) -> bool:
+        """Whether every output of the match's interior nodes is read only by matched nodes."""
+        nodes = m.nodes()
+        reads: Counter[int] = Counter(id(t) for n in nodes for t in n.inputs if t is not None)
+        return all(self.uses[id(t)] == reads[id(t)] and id(t) not in self.outputs
+                   for n in nodes if n is not m.root for t in n.outputs)
+
 
 def match(pattern: Op, node: Node, graph: Graph) -> Match | None:
     """Match `pattern` with `node` as its root; None if it does not fit."""
     m = Match()
-    if not pattern.match_node(node, _Ctx(graph), m):
-        return None
+    ctx = _Ctx(graph)
     m.root = node
+    if not pattern.match_node(node, ctx, m) or not ctx.closed(m):
+        return None
     return m
 
 
@@ -195,9 +206,9 @@ def _scan(graph: Graph, by_op: dict[str, list[Rule]], fired: Counter[str]) -> in
         node = graph.nodes[index]
         for rule in by_op.get(node.op, ()):
             m = Match()
-            if not rule.pattern.match_node(node, ctx, m):
-                continue
             m.root = node
+            if not rule.pattern.match_node(node, ctx, m) or not ctx.closed(m):
+                continue
             new = rule.replace(m, graph)
             if new is None:
                 continue

@@ -58,6 +58,11 @@ def scalar_value(t: Tensor | None) -> float | None:
     return float(first)
 
 
+def follows(n: Node, since: int) -> bool:
+    """Whether `n` follows the op's definition from opset `since` on (version 0, braze's own nodes: the newest)."""
+    return n.version == 0 or n.version >= since
+
+
 def same_type(a: Tensor, b: Tensor) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.is_static
 
@@ -88,7 +93,7 @@ def activation_of(n: Node) -> tuple[str, list[float]] | None:
     if n.op == "Gelu":
         return ("gelu_tanh" if n.attrs.get("approximate") == "tanh" else "gelu"), []
     if n.op == "Clip":
-        if n.version < 11:
+        if not follows(n, 11):
             return "clip", [float(n.attrs.get("min", float("-inf"))), float(n.attrs.get("max", float("inf")))]
         bounds = []
         for t, default in ((n.input(1), float("-inf")), (n.input(2), float("inf"))):
