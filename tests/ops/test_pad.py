@@ -1,7 +1,9 @@
+import ml_dtypes
 import numpy as np
 import pytest
 
 import braze
+from braze.testing import assert_close
 
 from .harness import check_op, make_model, rand, run_braze
 
@@ -107,3 +109,14 @@ def test_reflect_further_than_the_axis_repeats_like_numpy():
     inputs = {"x": x, "pads": np.array([4, 1, 5, 3])}
     (got,) = run_braze(make_model("Pad", inputs, {"mode": "reflect"}, opset=18, constants=("pads",)), {"x": x})
     assert np.array_equal(got, np.pad(x, [(4, 5), (1, 3)], mode="reflect"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bfloat16(mode):
+    x = rand(3, 4).astype(ml_dtypes.bfloat16)
+    inputs = {"pads": np.array([1, -1, 2, 2])}
+    expected = check_op("Pad", {"x": x.astype(np.float32), **inputs}, {"mode": mode}, opset=18, constants=("pads",))
+    (actual,) = run_braze(make_model("Pad", {"x": x, **inputs}, {"mode": mode}, opset=18, constants=("pads",)),
+                          {"x": x})
+    assert actual.dtype == ml_dtypes.bfloat16
+    assert_close(actual, expected[0], "bfloat16")

@@ -1,3 +1,4 @@
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -205,3 +206,22 @@ def test_unsigned_against_numpy(dtype):
         actual = run_braze(model, {"x": x})
         for a, e in zip(actual, expected):
             assert a.dtype == e.dtype and np.array_equal(a, e), op
+
+
+@pytest.mark.parametrize("op,inputs,attrs,opset,n_outputs", [
+    ("ReduceSum", {"axes": np.array([1])}, {}, 18, 1), ("ReduceMean", {}, {"axes": [0, 1]}, 13, 1),
+    ("ReduceMax", {"axes": np.array([0])}, {}, 18, 1), ("ReduceL2", {"axes": np.array([1])}, {}, 18, 1),
+    ("ReduceLogSumExp", {"axes": np.array([1])}, {"keepdims": 0}, 18, 1), ("ArgMin", {}, {"axis": 1}, 13, 1),
+    ("TopK", {"k": np.array([3])}, {}, 11, 2), ("CumSum", {"axis": np.array(1)}, {"reverse": 1}, 14, 1)])
+def test_bfloat16_matches_float32(op, inputs, attrs, opset, n_outputs):
+    x = rand(4, 6).astype(ml_dtypes.bfloat16)
+    constants = tuple(inputs)
+    expected = check_op(op, {"x": x.astype(np.float32), **inputs}, attrs, opset=opset, n_outputs=n_outputs,
+                        constants=constants)
+    model = make_model(op, {"x": x, **inputs}, attrs, opset=opset, n_outputs=n_outputs, constants=constants)
+    for a, e in zip(run_braze(model, {"x": x}), expected):
+        if e.dtype == np.float32:
+            assert a.dtype == ml_dtypes.bfloat16
+            assert_close(a, e, "bfloat16")
+        else:
+            assert a.dtype == e.dtype and np.array_equal(a, e)

@@ -1,3 +1,4 @@
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -269,3 +270,15 @@ def test_resize_10_has_no_cubic():
 def test_upsample_below_1():
     _raises({"x": rand(1, 1, 3, 4), "scales": np.array([1, 1, 0.5, 2], np.float32)}, {}, "at least 1",
             opset=9, op="Upsample")
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_bfloat16_matches_float32(mode):
+    x = rand(1, 2, 4, 5).astype(ml_dtypes.bfloat16)
+    scales = np.array([1, 1, 2, 0.6], np.float32)
+    (expected,) = _resize(x.astype(np.float32), scales=scales, mode=mode)
+    model = make_model("Resize", {"x": x, "roi": None, "scales": scales}, {"mode": mode}, opset=19,
+                       constants=("scales",))
+    (actual,) = run_braze(model, {"x": x})
+    assert actual.dtype == ml_dtypes.bfloat16
+    assert_close(actual, expected, "bfloat16")

@@ -1,7 +1,9 @@
+import ml_dtypes
 import numpy as np
 import pytest
 
 import braze
+from braze.testing import assert_close
 
 from .harness import check_op, feeds_of, make_model, rand, run_braze
 
@@ -65,3 +67,13 @@ def test_axis_out_of_range(op, opset, axis):
     model = make_model(op, {"x": rand(2, 3, 4)}, {"axis": axis}, opset=opset)
     with pytest.raises(braze.BrazeError, match=f"{op.lower()}_node.*axis {axis} is out of range"):
         braze.Builder("cpu").build(braze.parse_onnx(model, check=False))
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("opset", [11, 13])
+def test_bfloat16_matches_float32(op, opset):
+    x = rand(3, 4, 5).astype(ml_dtypes.bfloat16)
+    expected = check_op(op, {"x": x.astype(np.float32)}, {"axis": 1}, opset=opset)[0]
+    (actual,) = run_braze(make_model(op, {"x": x}, {"axis": 1}, opset=opset), {"x": x})
+    assert actual.dtype == ml_dtypes.bfloat16
+    assert_close(actual, expected, "bfloat16")
