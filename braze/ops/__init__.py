@@ -12,13 +12,13 @@ import torch
 
 from ..ir import Graph
 from . import (activation, attention, cast, conv, elementwise, fused, gather, generator, linalg, normalization, pad,
-               pool, qconv, quantize, reduce, resize, shape, softmax, unary)
+               pool, qconv, quantize, reduce, resize, shape, softmax, transformer, unary)
 from .infer import infer_graph
 from .opdef import OpDef, op
 from .registry import Registry
 
 MODULES = (activation, elementwise, unary, conv, pool, normalization, linalg, shape, gather, generator, cast,
-           softmax, reduce, resize, pad, fused, quantize, qconv, attention)
+           softmax, reduce, resize, pad, fused, quantize, qconv, attention, transformer)
 
 REGISTRY = Registry(d for module in MODULES for d in module.OPS)
 
