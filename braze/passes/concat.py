@@ -29,4 +29,5 @@ def run(graph: Graph, ctx) -> None:
         claimed.update(id(t) for t in ins)
         graph.nodes[i] = node(graph, "ConcatInPlace", list(ins), n.outputs, {"axis": n.attrs["axis"] % n.outputs[0].rank},
                               name=n.name, origin=n.origin, domain=DOMAIN)
+        producer[n.outputs[0]] = graph.nodes[i]  # NOTE: a concat feeding another is not placed in place twice
         ctx.fired["concat_in_place"] += 1

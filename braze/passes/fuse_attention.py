@@ -9,12 +9,12 @@ import itertools
 from ..ir import Graph, Node
 from ..ops.fused import DOMAIN
 from .pattern import Any, Const, Match, Op, Rule, rewrite
-from .util import merged_origin, node, scalar_value
+from .util import follows, merged_origin, node, scalar_value
 
 
 def _last_axis(n: Node, m: Match) -> bool:
     rank = n.inputs[0].rank
-    return rank is not None and int(n.attrs.get("axis", -1)) % rank == rank - 1 and n.version >= 13
+    return rank is not None and int(n.attrs.get("axis", -1)) % rank == rank - 1 and follows(n, 13)
 
 
 def _pattern(q_scaled: bool, scaled: bool, masked: bool) -> Op:

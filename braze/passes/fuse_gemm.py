@@ -52,10 +52,10 @@ def _add_bias(m: Match, graph: Graph) -> list[Node] | None:
     add, mm, c = m.root, m["mm"], m["c"]
     x, w, b, residual, act, params = _gemm_parts(mm)
     n_out = w.shape[1]
-    if b is not None or residual is not None or act != "none" or c.value.numel() != n_out:
+    if b is not None or residual is not None or act != "none" or add.outputs[0].shape != mm.outputs[0].shape:
         return None
-    if c.rank is None or c.rank > len(add.outputs[0].shape) or add.outputs[0].shape != mm.outputs[0].shape:
-        return None
+    if c.rank is None or c.rank > len(add.outputs[0].shape) or tuple(c.shape) != (1,) * (c.rank - 1) + (n_out,):
+        return None  # a bias varies along the last axis only
     bias = constant(graph, c.value.reshape(-1).to(w.value.dtype), f"{mm.name}.bias")
     return [_fused(graph, mm, add.outputs[0], x, w, bias, None, "none", [], merged_origin(mm, add))]
 

@@ -130,7 +130,7 @@ def check(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray] | None = None,
     for rule, count in (fired or {}).items():
         assert counts[rule] == count, f"rule {rule!r} fired {counts[rule]} times, not {count}: {dict(counts)}"
     if ops is not None:
-        assert layer_ops(optimized) == list(ops)
+        assert layer_ops(optimized) == list(ops), f"layers {layer_ops(optimized)}, not {list(ops)}"
     return optimized
 
 
