@@ -64,9 +64,9 @@ class Network:
     # -- the generic layer -----------------------------------------------------------------------
 
     def add_layer(self, op: str, inputs: Sequence[Tensor | None], attrs: dict[str, Any] | None = None, *,
-                  name: str | None = None, outputs: int = 1) -> Tensor | list[Tensor]:
-        """Add any op braze knows (ONNX semantics of this network's opset)."""
-        opdef = REGISTRY.resolve(op, "", self.graph.opset)
+                  name: str | None = None, outputs: int = 1, domain: str = "") -> Tensor | list[Tensor]:
+        """Add any op braze knows: ONNX's at this network's opset, or braze's own (domain "braze")."""
+        opdef = REGISTRY.resolve(op, domain, self.graph.opset)
         if opdef is None:
             raise UnsupportedError(f"braze has no op {op!r} at opset {self.graph.opset}")
         name = name or self._fresh(op.lower())
@@ -77,7 +77,7 @@ class Network:
                                  "(wrap numbers and arrays with add_constant)")
         opdef.check_arity(len(inputs), where)
         node = Node(op, list(inputs), [Tensor(f"{name}:{i}" if outputs > 1 else name) for i in range(outputs)],
-                    opdef.parse_attrs(attrs or {}, where), name=name, version=opdef.since)
+                    opdef.parse_attrs(attrs or {}, where), name=name, domain=domain, version=opdef.since)
         values = [None if t is None else self._known.get(id(t)) for t in inputs]
         for t, r in zip(node.outputs, infer_node(opdef, node, values)):
             t.dtype, t.shape = r.dtype, r.shape

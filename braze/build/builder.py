@@ -8,21 +8,25 @@ the node and the problem when the model cannot be built.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from ..device import Target
-from ..engine import Engine, LayerChoice, Plan
-from ..errors import ShapeError, UnsupportedError
-from ..ir import Graph, Node, format_shape
+from ..engine import Engine, Plan
+from ..errors import BrazeError, ShapeError
+from ..ir import DType, Graph, format_shape
 from ..kernels import tactics_for
 from ..ops import infer_shapes
 from ..passes.pipeline import PassContext, optimize
+from ..precision import lower_precision
+from ..tune import TimingCache
 from .memory import plan_memory
+from .tactics import choose_tactics
 
 Progress = Callable[[str], None]
 
@@ -32,7 +36,10 @@ class BuilderConfig:
     """How to build: input shapes for symbolic dims, optimization level, progress reporting."""
 
     shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
-    optimization_level: int = 3  # 0 keeps the graph as parsed
+    optimization_level: int = 3  # 0: graph as parsed, heuristic tactics, no timing; higher: wider search
+    precision: str = "fp32"  # fp32, fp16 or bf16
+    tf32: bool = False  # let fp32 matrix products and convolutions use TF32 (CUDA)
+    timing_cache: str | None = None  # a timing cache file to read and extend
     progress: Progress | None = None
     dump_dir: str | None = None  # write the graph after every pass here (also BRAZE_DEBUG=passes)
 
@@ -62,19 +69,38 @@ class Builder:
             say(f"optimized: {source_nodes} nodes -> {len(graph.nodes)} layers "
                 f"({sum(passes.fired.values())} rewrites)")
 
-        layers = choose_tactics(graph, self.target, config.optimization_level, say)
-        views = frozenset(name for name, choice in layers.items() if choice.tactic == "view")
-        memory = plan_memory(graph, alignment=256 if self.target.is_cuda else 64, view_layers=views)
+        precision = _PRECISIONS.get(config.precision)
+        if precision is None:
+            raise BrazeError(f"precision {config.precision!r}: choose one of {', '.join(_PRECISIONS)}")
+        if precision is not DType.float32:
+            lower_precision(graph, precision)
+            infer_shapes(graph)
+            graph.verify()
+
+        cache = TimingCache(self.target.signature(), config.timing_cache) if self.target.is_cuda else None
+        with _tf32(config.tf32):
+            layers = choose_tactics(graph, self.target, config.optimization_level, say, cache)
+        if cache is not None:
+            cache.save()
+        tactics = {t.name: t for t in tactics_for(self.target)}
+        views = frozenset(n for n, c in layers.items() if c.tactic == "view")
+        allocating = frozenset(n for n, c in layers.items() if not tactics[c.tactic].writes_output)
+        memory = plan_memory(graph, alignment=256 if self.target.is_cuda else 64, view_layers=views,
+                             allocating_layers=allocating)
         say(f"memory plan: {memory.arena_size / 2**20:.2f} MiB of activations")
         plan = Plan(graph, layers, memory, self.target.signature(), build={
             "source_nodes": source_nodes,
             "layers": len(graph.nodes),
             "optimization_level": config.optimization_level,
+            "precision": config.precision,
+            "tf32": config.tf32,
             "rules_fired": dict(sorted(passes.fired.items())),
             "pass_seconds": {k: round(v, 4) for k, v in passes.seconds.items()},
-            "build_seconds": round(time.perf_counter() - started, 3),
         })
         engine = Engine(plan, self.target)
+        if engine.graphable:
+            plan.build["graph_pool_bytes"] = _measure_graph_pool(engine)
+        plan.build["build_seconds"] = round(time.perf_counter() - started, 3)
         say(f"built {len(graph.nodes)} layers in {time.perf_counter() - started:.2f} s")
         return engine
 
@@ -124,22 +150,29 @@ def bind_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> None:
                          f"--shapes {example} or BuilderConfig(shapes={{...}})")
 
 
-def choose_tactics(graph: Graph, target: Target, level: int, say: Progress) -> dict[str, LayerChoice]:
-    candidates = tactics_for(target)
-    chosen: dict[str, LayerChoice] = {}
-    missing: list[Node] = []
-    for node in graph.nodes:
-        tactic = next((t for t in candidates if t.supports(node, target)), None)
-        if tactic is None:
-            missing.append(node)
-            continue
-        config = tactic.configs(node, target, level)[0]
-        chosen[node.name] = LayerChoice(tactic.name, config)
-    if missing:
-        listing = ", ".join(f"{n.name!r} ({n.op})" for n in missing[:5])
-        raise UnsupportedError(f"no {target.kind} tactic can run {len(missing)} layer(s): {listing}")
-    say(f"tactics chosen for {len(chosen)} layers")
-    return chosen
+_PRECISIONS = {"fp32": DType.float32, "fp16": DType.float16, "bf16": DType.bfloat16}
 
 
-__all__ = ["Builder", "BuilderConfig", "bind_shapes", "choose_tactics"]
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    if not torch.cuda.is_available():
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
+
+
+def _measure_graph_pool(engine: Engine) -> int:
+    """Run a context once: the bytes its CUDA graph's pool holds, which every context will allocate."""
+    ctx = engine.create_execution_context()
+    ctx.execute_async({b.name: ctx.input_buffer(b.name) for b in engine.inputs})
+    torch.cuda.synchronize(engine.target.device)
+    return ctx.graph_pool_bytes
+
+
+__all__ = ["Builder", "BuilderConfig", "bind_shapes"]

@@ -17,8 +17,10 @@ from ..engine.plan import MemoryPlan
 from ..ir import Graph, Node, Tensor, contiguous_strides
 
 
-def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] = frozenset()) -> MemoryPlan:
-    """Plan the arena; `view_layers` names the layers whose outputs are views of their first input."""
+def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] = frozenset(),
+                allocating_layers: frozenset[str] = frozenset()) -> MemoryPlan:
+    """Plan the arena. `view_layers` names the layers whose outputs are views of their first input;
+    `allocating_layers` those whose kernels return memory of their own (no arena space, no concat placement)."""
     base: dict[int, Tensor] = {}  # tensor -> the tensor that owns its memory
     placed: dict[int, tuple[Tensor, Tensor, int]] = {}  # concat input -> (it, concat output, element offset)
 
@@ -27,11 +29,15 @@ def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] =
             t = base[id(t)]
         return t
 
+    producer = {id(t): n for n in graph.nodes for t in n.outputs}
+    own = {id(t) for n in graph.nodes if n.name in allocating_layers and n.name not in view_layers for t in n.outputs}
     for node in graph.nodes:
         if node.name in view_layers:
             for out in node.outputs:
                 base[id(out)] = node.inputs[0]  # type: ignore[assignment]
-        elif node.op == "ConcatInPlace":
+        elif node.op == "ConcatInPlace" and not any(
+                id(t) in own or producer.get(id(t)) is None or producer[id(t)].name in view_layers
+                for t in node.inputs if t is not None):
             _place_concat_inputs(node, base, placed)
 
     inputs = {id(t) for t in graph.inputs}
@@ -41,7 +47,7 @@ def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] =
     for step, node in enumerate(graph.nodes):
         for t in node.outputs:
             root = owner(t)
-            if root.is_constant or id(root) in inputs or not root.is_static or root.dtype is None:
+            if root.is_constant or id(root) in inputs or id(root) in own or not root.is_static or root.dtype is None:
                 continue
             roots[id(root)] = root
             first[id(root)] = min(first.get(id(root), step), step)

@@ -1,12 +1,16 @@
 """ExecutionContext: one engine's activation memory, allocated once, and the loop that runs it.
 
-Each context owns an arena (one allocation of `engine.device_memory_size` bytes) carved into
-the views the builder planned; weights and kernels are the engine's, shared. A context runs one
-inference at a time; use one context per thread to run an engine concurrently.
+Each context owns an arena (one allocation, carved into the views the builder planned); weights and
+kernels are the engine's, shared. On CUDA the context also owns static input buffers, and the first
+run captures the whole engine as one CUDA graph on the context's own stream, which later runs
+replay; tensors that library kernels allocate come from that graph's private pool, once. A context
+runs one inference at a time: use one context per thread (or per stream) to run an engine
+concurrently.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -14,14 +18,15 @@ import torch
 
 from ..errors import BrazeError, ExecutionError, InputError
 from ..ir import DType, contiguous_strides, format_shape, to_numpy, to_torch
-from .engine import Engine
+from .engine import Binding, Engine
 
 
 class ExecutionContext:
     def __init__(self, engine: Engine):
         self.engine = engine
         device = engine.target.device
-        self.arena = torch.empty(engine.device_memory_size, dtype=torch.uint8, device=device)
+        self.device = device
+        self.arena = torch.empty(engine.plan.memory.arena_size, dtype=torch.uint8, device=device)
         self._values: list[torch.Tensor | None] = list(engine.weights)
         strides = engine.plan.memory.strides
         for i, slot in enumerate(engine.slots):
@@ -30,54 +35,161 @@ class ExecutionContext:
                 typed = self.arena[slot.offset:].view(t.dtype.torch)  # type: ignore[union-attr]
                 stride = strides.get(t.name) or contiguous_strides(t.shape)  # type: ignore[arg-type]
                 self._values[i] = typed.as_strided(t.shape, stride)  # type: ignore[arg-type]
+        self._cuda = engine.target.is_cuda
+        self._static_inputs: list[torch.Tensor] = []
+        if self._cuda:
+            for b, slot in zip(engine.inputs, engine.input_slots):
+                buffer = torch.empty(b.shape, dtype=b.dtype.torch, device=device)  # type: ignore[arg-type]
+                self._static_inputs.append(buffer)
+                self._values[slot] = buffer
+            self.stream = torch.cuda.Stream(device)
         self._fixed = list(self._values)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._eager: str | None = None  # why this context runs without a CUDA graph, if it does
+        self.graph_pool_bytes = 0
+
+    # -- public ------------------------------------------------------------------------------------
 
     def infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """Run the engine on `feeds` (name -> numpy array or torch tensor).
+        """Run the engine on `feeds` (name -> numpy array or torch tensor, on any device).
 
-        Returns name -> output, as numpy arrays, or as torch tensors when any input was torch.
-        """
+        Returns name -> output: numpy arrays, or torch tensors (on the engine's device) when any
+        input was a torch tensor. Outputs are copies: the next run does not change them."""
         as_torch = any(isinstance(v, torch.Tensor) for v in feeds.values())
-        self._bind(feeds)
-        self._run()
-        results = {}
-        for binding, slot in zip(self.engine.outputs, self.engine.output_slots):
-            value = self._values[slot]
-            assert value is not None
-            value = value.clone()
-            results[binding.name] = value if as_torch else to_numpy(value)
-        self._values[:] = self._fixed
+        values = self._check(feeds)
+        if self._cuda:
+            with torch.cuda.stream(self.stream):
+                self._bind(values)
+                self._execute()
+                outputs = [self._output(slot).clone() for slot in self.engine.output_slots]
+            self.stream.synchronize()
+        else:
+            self._bind(values)
+            self._execute()
+            outputs = [self._output(slot).clone() for slot in self.engine.output_slots]
+            self._values[:] = self._fixed
+        return {b.name: (v if as_torch else to_numpy(v)) for b, v in zip(self.engine.outputs, outputs)}
+
+    def execute_async(self, bindings: Mapping[str, torch.Tensor], stream: torch.cuda.Stream | None = None
+                      ) -> dict[str, torch.Tensor]:
+        """Enqueue one run on `stream` (default: the current stream) without synchronizing (CUDA engines).
+
+        `bindings` holds a CUDA tensor for every input and, optionally, for outputs to be written; inputs
+        that are this context's own buffers (`input_buffer(name)`) are read in place, others are copied
+        in on the stream. Returns every output: the given tensors, or this context's output tensors,
+        valid until the next run."""
+        if not self._cuda:
+            raise BrazeError("execute_async runs CUDA engines; for a CPU engine call infer()")
+        inputs = {b.name: bindings[b.name] for b in self.engine.inputs if b.name in bindings}
+        values = self._check(inputs, copy=False)
+        stream = stream or torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(stream):
+            for buffer, value in zip(self._static_inputs, values):
+                if value.data_ptr() != buffer.data_ptr():
+                    buffer.copy_(value, non_blocking=True)
+            self._execute()
+            results = {}
+            for b, slot in zip(self.engine.outputs, self.engine.output_slots):
+                out = self._output(slot)
+                given = bindings.get(b.name)
+                if given is not None:
+                    given.copy_(out, non_blocking=True)
+                    out = given
+                results[b.name] = out
         return results
 
-    # -- internals ---------------------------------------------------------------------------
+    def input_buffer(self, name: str) -> torch.Tensor:
+        """The static device buffer of input `name` (CUDA): write into it and execute_async reads it in place."""
+        for b, buffer in zip(self.engine.inputs, self._static_inputs):
+            if b.name == name:
+                return buffer
+        raise InputError(f"no input named {name!r}; the engine's inputs are {self._describe_inputs()}")
 
-    def _bind(self, feeds: Mapping[str, Any]) -> None:
-        expected = [b.name for b in self.engine.inputs]
-        missing = [n for n in expected if n not in feeds]
-        extra = [n for n in feeds if n not in expected]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
-            if extra:
-                parts.append(f"unknown input(s) {', '.join(map(repr, extra))}")
-            raise InputError(f"{'; '.join(parts)}; the engine's inputs are {self._describe_inputs()}")
-        device = self.engine.target.device
-        for binding, slot in zip(self.engine.inputs, self.engine.input_slots):
-            value = _as_tensor(feeds[binding.name], binding.name)
-            got = DType.from_torch(value.dtype)
-            if got != binding.dtype:
-                raise InputError(f"input {binding.name!r} is {got}, the engine expects {binding.dtype} "
-                                 f"(cast it, e.g. x.astype(np.{binding.dtype}) or x.to(torch.{binding.dtype}))")
-            if tuple(value.shape) != tuple(binding.shape):
-                what = "rank" if value.dim() != len(binding.shape) else "shape"
-                raise InputError(f"input {binding.name!r} has {what} mismatch: got {format_shape(tuple(value.shape))}, "
-                                 f"the engine was built for {format_shape(binding.shape)}")
-            self._values[slot] = value.to(device).contiguous()
+    @property
+    def uses_cuda_graph(self) -> bool:
+        return self._graph is not None
 
-    def _run(self) -> None:
+    def profile(self, feeds: Mapping[str, Any], runs: int = 20) -> list[tuple[str, float]]:
+        """Per-layer time (median milliseconds over `runs` eager runs, layer by layer), as (layer, ms).
+
+        Layers run one after another without a CUDA graph here, so the sum exceeds a graph replay by
+        the launch gaps a graph removes; the shares show where the time goes."""
+        self.infer(feeds)
+        self._bind(self._check(feeds))
+        samples: list[list[float]] = [[] for _ in self.engine.steps]
+        timer = _LayerTimer(self.device, len(self.engine.steps))
+        with self._flags():
+            for _ in range(runs):
+                self._run(timer)
+                for i, ms in enumerate(timer.read()):
+                    samples[i].append(ms)
+        if not self._cuda:
+            self._values[:] = self._fixed
+        return [(step.node.name, float(np.median(ms))) for step, ms in zip(self.engine.steps, samples)]
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def _bind(self, values: list[torch.Tensor]) -> None:
+        if self._cuda:
+            for buffer, value in zip(self._static_inputs, values):
+                buffer.copy_(value, non_blocking=True)
+        else:
+            for slot, value in zip(self.engine.input_slots, values):
+                self._values[slot] = value
+
+    def _execute(self) -> None:
+        if self._graph is None and self.engine.graphable and not self._eager:
+            self._capture()
+        if self._graph is None:
+            with self._flags():
+                self._run()
+            return
+        self._graph.replay()
+
+    def _capture(self) -> None:
+        """Warm up eagerly (library handles, autotuned algorithms, Triton compiles), then capture, on the
+        context's own stream (so contexts on one engine never share a capture stream or workspace)."""
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)
+        with torch.cuda.stream(self.stream), self._flags():
+            self._run()
+            self._values[:] = self._fixed
+            self.stream.synchronize()
+            before = torch.cuda.memory_reserved(self.device)
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                    self._run()
+            except (RuntimeError, ExecutionError) as e:
+                # NOTE: a kernel that synchronizes with the host cannot be captured; the engine stays
+                # correct, run layer by layer (`uses_cuda_graph` tells).
+                self._eager = f"CUDA graph capture failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                self._values[:] = self._fixed
+                torch.cuda.synchronize(self.device)
+            else:
+                self.graph_pool_bytes = max(0, torch.cuda.memory_reserved(self.device) - before)
+                self._graph = graph
+        current.wait_stream(self.stream)
+
+    @contextlib.contextmanager
+    def _flags(self):
+        if not self._cuda:
+            yield
+            return
+        tf32 = self.engine.tf32
+        with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=tf32):
+            saved = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            try:
+                yield
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = saved
+
+    def _run(self, timer: "_LayerTimer | None" = None) -> None:
         values = self._values
-        for step in self.engine.steps:
+        for index, step in enumerate(self.engine.steps):
+            if timer is not None:
+                timer.mark(index)
             ins = [None if s is None else values[s] for s in step.inputs]
             outs = [values[s] for s in step.outputs]
             try:
@@ -95,15 +207,80 @@ class ExecutionContext:
                         raise ExecutionError(f"layer {step.node.name!r} ({step.node.op}) produced no output for "
                                              f"{self.engine.slots[s].tensor.name!r}")
                     values[s] = produced[i]
+            for s in step.release:
+                values[s] = None
+        if timer is not None:
+            timer.mark(len(self.engine.steps))
+
+    def _output(self, slot: int) -> torch.Tensor:
+        value = self._values[slot]
+        assert value is not None, "outputs are never released"
+        return value
+
+    # -- checking inputs -----------------------------------------------------------------------------
+
+    def _check(self, feeds: Mapping[str, Any], copy: bool = True) -> list[torch.Tensor]:
+        expected = [b.name for b in self.engine.inputs]
+        missing = [n for n in expected if n not in feeds]
+        extra = [n for n in feeds if n not in expected]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+            if extra:
+                parts.append(f"unknown input(s) {', '.join(map(repr, extra))}")
+            raise InputError(f"{'; '.join(parts)}; the engine's inputs are {self._describe_inputs()}")
+        return [self._checked(b, feeds[b.name], copy) for b in self.engine.inputs]
+
+    def _checked(self, binding: Binding, raw: Any, copy: bool) -> torch.Tensor:
+        value = _as_tensor(raw, binding.name)
+        got = DType.from_torch(value.dtype)
+        if got != binding.dtype:
+            raise InputError(f"input {binding.name!r} is {got}, the engine expects {binding.dtype} "
+                             f"(cast it, e.g. x.astype(np.{binding.dtype}) or x.to(torch.{binding.dtype}))")
+        if tuple(value.shape) != tuple(binding.shape):
+            what = "rank" if value.dim() != len(binding.shape) else "shape"
+            raise InputError(f"input {binding.name!r} has {what} mismatch: got {format_shape(tuple(value.shape))}, "
+                             f"the engine was built for {format_shape(binding.shape)}")
+        if self._cuda:
+            if not copy and value.device != self.device:
+                raise InputError(f"input {binding.name!r} is on {value.device}; execute_async takes tensors on "
+                                 f"{self.device}")
+            return value
+        return value.to(self.device).contiguous()
 
     def _describe_inputs(self) -> str:
         return ", ".join(f"{b.name!r}: {b.dtype}{format_shape(b.shape)}" for b in self.engine.inputs) or "none"
 
 
+class _LayerTimer:
+    """Marks between layers: CUDA events on the GPU, the wall clock on the CPU."""
+
+    def __init__(self, device: torch.device, layers: int):
+        self.cuda = device.type == "cuda"
+        self.points: list[Any] = [None] * (layers + 1)
+
+    def mark(self, index: int) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.points[index] = event
+        else:
+            import time
+
+            self.points[index] = time.perf_counter()
+
+    def read(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in zip(self.points, self.points[1:])]
+        return [(b - a) * 1000 for a, b in zip(self.points, self.points[1:])]
+
+
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach()
-    if isinstance(value, np.generic):  # a numpy scalar such as np.float32(1.5): a 0-d array
+    if isinstance(value, np.generic):
         value = np.asarray(value)
     if isinstance(value, np.ndarray):
         try:

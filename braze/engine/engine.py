@@ -38,6 +38,11 @@ class Step:
     kernel: Kernel
     inputs: list[int | None]  # slot indices
     outputs: list[int]
+    release: list[int]  # slots of run-time allocated tensors read for the last time here
+
+    @property
+    def capturable(self) -> bool:
+        return getattr(self.kernel, "capturable", True)
 
 
 @dataclass
@@ -57,15 +62,23 @@ class Engine:
         self.slots: list[SlotInfo] = []
         self.weights: list[torch.Tensor | None] = []
         self.steps = self._compile()
-        self.input_slots = [self._slot_of[id(t)] for t in self.graph.inputs]
-        self.output_slots = [self._slot_of[id(t)] for t in self.graph.outputs]
+        self.input_slots = [self._slot_of[(id(t), False)] for t in self.graph.inputs]
+        self.output_slots = [self._slot_of[(id(t), False)] for t in self.graph.outputs]
+        self._plan_releases()
+        self.graphable = self.target.is_cuda and all(
+            step.capturable for step in self.steps) and all(s.tensor.is_static for s in self.slots)
 
     # -- public ------------------------------------------------------------------------------
 
     @property
     def device_memory_size(self) -> int:
-        """Bytes of activation memory each execution context allocates."""
-        return self.plan.memory.arena_size
+        """Bytes of activation memory each execution context allocates: the planned arena, plus (CUDA)
+        the execution graph's pool for the outputs of library kernels, as measured when the engine was built."""
+        return self.plan.memory.arena_size + int(self.plan.build.get("graph_pool_bytes", 0))
+
+    @property
+    def tf32(self) -> bool:
+        return bool(self.plan.build.get("tf32", False))
 
     @property
     def num_layers(self) -> int:
@@ -89,14 +102,12 @@ class Engine:
     # -- binding the plan to kernels ---------------------------------------------------------
 
     def _compile(self) -> list[Step]:
-        self._slot_of: dict[int, int] = {}
+        self._slot_of: dict[tuple[int, bool], int] = {}
         offsets = self.plan.memory.offsets
         for t in self.graph.inputs:
             self._add_slot(t, "input")
         steps = []
         for node in self.graph.nodes:
-            ins = [None if t is None else self._slot(t, offsets) for t in node.inputs]
-            outs = [self._slot(t, offsets) for t in node.outputs]
             choice = self.plan.layers.get(node.name)
             if choice is None:
                 raise EngineFormatError(f"engine plan has no tactic for layer {node.name!r}")
@@ -104,31 +115,61 @@ class Engine:
             if tactic is None:
                 raise EngineFormatError(f"layer {node.name!r} uses tactic {choice.tactic!r}, "
                                         f"which this braze does not have for {self.target.kind}")
+            skip_constants = not getattr(tactic, "reads_constants", True)
+            host = _value_inputs(node)
+            ins = [None if t is None or (skip_constants and t.is_constant) else self._slot(t, offsets, on_host=i in host)
+                   for i, t in enumerate(node.inputs)]
+            outs = [self._slot(t, offsets) for t in node.outputs]
             try:
                 kernel = tactic.compile(node, choice.config, self.target)
             except BrazeError:
                 raise
             except Exception as e:
                 raise BrazeError(f"layer {node.name!r} ({node.op}): tactic {choice.tactic!r} failed to compile: {e}") from e
-            steps.append(Step(node, choice.tactic, kernel, ins, outs))
+            steps.append(Step(node, choice.tactic, kernel, ins, outs, []))
         for t in self.graph.outputs:
             self._slot(t, offsets)
         return steps
 
-    def _slot(self, t: Tensor, offsets: dict[str, int]) -> int:
-        if id(t) in self._slot_of:
-            return self._slot_of[id(t)]
-        if t.is_constant:
-            return self._add_slot(t, "weight", value=t.value.to(self.target.device))  # type: ignore[union-attr]
-        if t.name in offsets:
-            return self._add_slot(t, "activation", offset=offsets[t.name])
-        return self._add_slot(t, "dynamic")
+    def _plan_releases(self) -> None:
+        """Drop each run-time allocated tensor after its last reader, so its memory is reused."""
+        keep = set(self.output_slots) | set(self.input_slots)
+        last: dict[int, int] = {}
+        for i, step in enumerate(self.steps):
+            for s in list(step.inputs) + step.outputs:
+                if s is not None and self.slots[s].kind == "dynamic" and s not in keep:
+                    last[s] = i
+        for s, i in last.items():
+            self.steps[i].release.append(s)
 
-    def _add_slot(self, t: Tensor, kind: str, offset: int = -1, value: torch.Tensor | None = None) -> int:
-        self._slot_of[id(t)] = len(self.slots)
+    def _slot(self, t: Tensor, offsets: dict[str, int], on_host: bool = False) -> int:
+        key = (id(t), on_host and t.is_constant)
+        if key in self._slot_of:
+            return self._slot_of[key]
+        if t.is_constant:
+            # NOTE: constants that give shapes (a Reshape's target, Slice starts) stay on the host: reading
+            # them there costs no device synchronization, which a CUDA graph capture would forbid.
+            device = torch.device("cpu") if on_host else self.target.device
+            return self._add_slot(t, "weight", value=t.value.to(device), key=key)  # type: ignore[union-attr]
+        if t.name in offsets:
+            return self._add_slot(t, "activation", offset=offsets[t.name], key=key)
+        return self._add_slot(t, "dynamic", key=key)
+
+    def _add_slot(self, t: Tensor, kind: str, offset: int = -1, value: torch.Tensor | None = None,
+                  key: tuple[int, bool] | None = None) -> int:
+        self._slot_of[key or (id(t), False)] = len(self.slots)
         self.slots.append(SlotInfo(t, kind, offset))
         self.weights.append(value)
         return len(self.slots) - 1
+
+
+def _value_inputs(node: Node) -> frozenset[int]:
+    from ..ops import REGISTRY
+
+    try:
+        return REGISTRY.for_node(node).value_inputs
+    except BrazeError:
+        return frozenset()
 
 
 class Runtime:

@@ -6,11 +6,13 @@ from ..device import Target
 from .cpu import TACTICS as CPU_TACTICS
 from .tactic import Kernel, Tactic
 
-_BACKENDS: dict[str, list] = {"cpu": CPU_TACTICS}
-
 
 def tactics_for(target: Target) -> list[Tactic]:
-    return _BACKENDS.get(target.kind, [])
+    if target.is_cuda:
+        from .cuda import TACTICS as CUDA_TACTICS  # imports torch's CUDA-only pieces lazily
+
+        return CUDA_TACTICS
+    return CPU_TACTICS
 
 
 def tactic_by_name(target: Target, name: str) -> Tactic | None:

@@ -28,6 +28,7 @@ Kernel = Callable[[Sequence[torch.Tensor | None], Sequence[torch.Tensor | None]]
 class Tactic(Protocol):
     name: str
     writes_output: bool
+    reads_constants: bool
 
     def supports(self, node: Node, target: Target) -> bool: ...
 
@@ -41,6 +42,7 @@ class TacticBase:
 
     name = "base"
     writes_output = True
+    reads_constants = True  # False: the kernel prepared its own copy of the layer's constants at compile
 
     def supports(self, node: Node, target: Target) -> bool:
         raise NotImplementedError

@@ -1,8 +1,9 @@
-"""The `braze` command: build, run, inspect, demo and conformance.
+"""The `braze` command: build, run, inspect, bench, demo and conformance.
 
     braze build model.onnx -o model.engine [--shapes input:1x3x224x224]
     braze run model.engine [--input input=x.npy] [--save-outputs DIR]
     braze inspect model.engine [--json]
+    braze bench model.engine [--profile] [--json]
     braze demo [--model resnet50]
 
 Errors braze reports (BrazeError) print as one `[E]` line and exit with status 1.
@@ -24,7 +25,7 @@ from ..build import Builder, BuilderConfig
 from ..engine import Engine, Runtime
 from ..engine.format import is_engine_file
 from ..errors import BrazeError
-from . import conformance, demo
+from . import bench, conformance, demo
 from .common import default_shapes, error, human_bytes, info, info_to_stderr, model_label, parse_shapes, random_inputs
 from .inspect import describe_engine, describe_graph, format_engine, format_graph_summary
 from .timing import measure
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _register_build(sub)
     _register_run(sub)
     _register_inspect(sub)
+    bench.register(sub, _add_build_options, load_or_build)
     demo.register(sub)
     conformance.register(sub)
     args = parser.parse_args(argv)
@@ -57,6 +59,11 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="target device: cpu or cuda[:N] (default cpu)")
     p.add_argument("--opt-level", type=int, default=3, metavar="N", help="optimization level, 0 = none (default 3)")
     p.add_argument("--no-optimize", action="store_true", help="keep the graph as parsed (same as --opt-level 0)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="FP16 engine (weights and activations in float16)")
+    precision.add_argument("--bf16", action="store_true", help="BF16 engine")
+    p.add_argument("--tf32", action="store_true", help="let FP32 matrix products and convolutions use TF32")
+    p.add_argument("--timing-cache", metavar="FILE", help="timing cache to read and extend")
 
 
 def _register_build(sub) -> None:
@@ -71,7 +78,9 @@ def build_engine(model: str, args: argparse.Namespace, log=info) -> Engine:
     shapes = default_shapes(model, parse_shapes(args.shapes))
     level = 0 if args.no_optimize else args.opt_level
     log(f"building {model_label(model)} for {args.device}" + (f" with shapes {shapes}" if shapes else ""))
-    config = BuilderConfig(shapes=shapes, optimization_level=level, progress=lambda m: log(f"  {m}"))
+    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+    config = BuilderConfig(shapes=shapes, optimization_level=level, precision=precision, tf32=args.tf32,
+                           timing_cache=args.timing_cache, progress=lambda m: log(f"  {m}"))
     return Builder(device=args.device).build(model, config)
 
 

@@ -1,0 +1,142 @@
+"""Choosing a tactic and configuration per layer.
+
+Level 0 (and the CPU) takes the first tactic that supports the layer, with its heuristic default.
+Higher levels time every (tactic, configuration) candidate on the layer's real shapes, on the
+target, and keep the fastest; a candidate that fails, or whose output disagrees with the others
+beyond the dtype's tolerance, is dropped. Decisions are recorded in the timing cache by layer
+signature, so a rebuild or another model with the same layers skips the timing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+
+from ..device import Target
+from ..engine import LayerChoice
+from ..errors import UnsupportedError
+from ..ir import Graph, Node
+from ..kernels import tactics_for
+from ..kernels.tactic import Tactic
+from ..testing import rel_l2, tolerance
+from ..tune import TimingCache, layer_key, time_kernel
+from ..tune.timing import L2Flusher
+
+Progress = Callable[[str], None]
+
+
+def choose_tactics(graph: Graph, target: Target, level: int, say: Progress,
+                   cache: TimingCache | None = None) -> dict[str, LayerChoice]:
+    candidates = tactics_for(target)
+    missing = [n for n in graph.nodes if not any(t.supports(n, target) for t in candidates)]
+    if missing:
+        listing = ", ".join(f"{n.name!r} ({n.op})" for n in missing[:5])
+        raise UnsupportedError(f"no {target.kind} tactic can run {len(missing)} layer(s): {listing}")
+    tuner = _Tuner(target, level, say, cache) if target.is_cuda and level > 0 else None
+    chosen: dict[str, LayerChoice] = {}
+    for index, node in enumerate(graph.nodes):
+        options = [(t, c) for t in candidates if t.supports(node, target) for c in t.configs(node, target, level)]
+        if tuner is None or len(options) == 1:
+            tactic, config = options[0]
+            chosen[node.name] = LayerChoice(tactic.name, config)
+        else:
+            chosen[node.name] = tuner.choose(node, options, f"{index + 1}/{len(graph.nodes)}")
+    if tuner is not None:
+        say(f"tuned {tuner.timed} layers in {tuner.seconds:.1f} s"
+            + (f"; timing cache: {cache.hits} hits, {cache.misses} misses" if cache is not None else ""))
+    else:
+        say(f"tactics chosen for {len(chosen)} layers")
+    return chosen
+
+
+class _Tuner:
+    def __init__(self, target: Target, level: int, say: Progress, cache: TimingCache | None):
+        self.target, self.level, self.say, self.cache = target, level, say, cache
+        self.flush = L2Flusher(target.device)
+        self.timed = 0
+        self.seconds = 0.0
+
+    def choose(self, node: Node, options: list[tuple[Tactic, dict[str, Any]]], where: str) -> LayerChoice:
+        key = layer_key(node)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None and any(t.name == hit["tactic"] and c == hit["config"] for t, c in options):
+                return LayerChoice(hit["tactic"], dict(hit["config"]))
+        started = time.perf_counter()
+        inputs = _sample_inputs(node, self.target.device)
+        timings: dict[str, float] = {}
+        reference: list[torch.Tensor] | None = None
+        best: tuple[float, Tactic, dict[str, Any]] | None = None
+        for tactic, config in options:
+            label = f"{tactic.name}{config or ''}"
+            try:
+                kernel = tactic.compile(node, config, self.target)
+                args = [None if (x is None or (t is not None and t.is_constant and not getattr(tactic, "reads_constants", True)))
+                        else x for x, t in zip(inputs, node.inputs)]
+                outs = _outputs(node, self.target.device) if tactic.writes_output else [None] * len(node.outputs)
+                produced = kernel(args, outs)
+                results = list(produced) if produced is not None else outs
+                torch.cuda.synchronize(self.target.device)
+            except Exception as e:  # a candidate that cannot run this layer is simply not chosen
+                timings[label] = float("nan")
+                self.say(f"  {where} {node.name}: {label} failed ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})")
+                continue
+            if reference is None:
+                reference = [r.float() for r in results]
+            elif not _agrees(results, reference, node):
+                timings[label] = float("nan")
+                self.say(f"  {where} {node.name}: {label} disagrees with the other candidates; not used")
+                continue
+            if not getattr(kernel, "capturable", True):
+                ms = float("inf")
+            else:
+                ms = time_kernel(lambda: kernel(args, outs), self.target.device, flush=self.flush)
+            timings[label] = ms
+            if best is None or ms < best[0]:
+                best = (ms, tactic, config)
+        if best is None:
+            raise UnsupportedError(f"layer {node.name!r} ({node.op}): no CUDA tactic ran it "
+                                   f"({', '.join(timings)})")
+        ms, tactic, config = best
+        self.timed += 1
+        self.seconds += time.perf_counter() - started
+        self.say(f"tuned {where} {node.name} ({node.op}): {tactic.name} {config or ''} {ms:.4f} ms "
+                 f"of {len(options)} candidates")
+        if self.cache is not None:
+            self.cache.put(key, tactic.name, config, ms, timings)
+        return LayerChoice(tactic.name, config)
+
+
+def _sample_inputs(node: Node, device: torch.device) -> list[torch.Tensor | None]:
+    """Real constants; random floats for activations; zeros for integer inputs (always valid indices)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    values: list[torch.Tensor | None] = []
+    for t in node.inputs:
+        if t is None:
+            values.append(None)
+        elif t.value is not None:
+            values.append(t.value.to(device))
+        elif t.dtype.is_floating:  # type: ignore[union-attr]
+            values.append(torch.randn(t.shape, generator=gen, device=device).to(t.dtype.torch))  # type: ignore[arg-type,union-attr]
+        else:
+            values.append(torch.zeros(t.shape, dtype=t.dtype.torch, device=device))  # type: ignore[arg-type,union-attr]
+    return values
+
+
+def _outputs(node: Node, device: torch.device) -> list[torch.Tensor | None]:
+    return [torch.empty(t.shape, dtype=t.dtype.torch, device=device) if t.is_static else None  # type: ignore[arg-type,union-attr]
+            for t in node.outputs]
+
+
+def _agrees(results: list[torch.Tensor], reference: list[torch.Tensor], node: Node) -> bool:
+    for r, ref, t in zip(results, reference, node.outputs):
+        if r is None or tuple(r.shape) != tuple(ref.shape):
+            return False
+        if r.dtype.is_floating_point:
+            if rel_l2(r.float(), ref) > 10 * tolerance(t.dtype).rel_l2:  # type: ignore[arg-type]
+                return False
+        elif not torch.equal(r, ref.to(r.dtype)):
+            return False
+    return True

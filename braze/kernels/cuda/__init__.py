@@ -1,0 +1,24 @@
+"""CUDA tactics: vendor libraries through torch (cuDNN, cuBLAS/cuBLASLt, scaled-dot-product attention),
+braze's Triton kernels (GEMM with fused epilogues, generated pointwise kernels), and the torch fallback
+that runs any op's reference on the GPU. The builder times every tactic that supports a layer."""
+
+from ..cpu.views import ConcatInPlaceTactic, ViewTactic
+from .attention import SdpaTactic
+from .conv import Conv1x1GemmTactic, CudnnConvTactic
+from .gemm import CublasGemmTactic, TritonGemmTactic
+from .generic import TorchTactic
+from .pointwise import TritonPointwiseTactic
+
+TACTICS = [
+    ViewTactic(),
+    ConcatInPlaceTactic(),
+    CudnnConvTactic(),
+    Conv1x1GemmTactic(),
+    CublasGemmTactic(),
+    TritonGemmTactic(),
+    SdpaTactic(),
+    TritonPointwiseTactic(),
+    TorchTactic(),
+]
+
+__all__ = ["TACTICS"]

@@ -1,0 +1,134 @@
+"""CUDA engines end to end: zoo models against the FP32 CPU reference in every precision, CUDA-graph
+replay after inputs change, concurrent contexts, execute_async, the timing cache, device refusal."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import braze
+from braze import zoo
+from braze.errors import DeviceMismatchError
+from braze.testing import rel_l2
+
+BOUNDS = {"fp32": 1e-3, "tf32": 1e-3, "fp16": 1e-2, "bf16": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def references():
+    out = {}
+    for name in ("resnet50", "bert", "vit", "mobilenetv2"):
+        feeds = zoo.sample_inputs(name)
+        cpu = braze.Builder("cpu").build(zoo.load(name), braze.BuilderConfig(shapes=zoo.default_shapes(name)))
+        out[name] = (feeds, cpu.create_execution_context().infer(feeds))
+    return out
+
+
+@pytest.mark.parametrize("name", ["resnet50", "bert", "vit", "mobilenetv2"])
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16", "bf16"])
+def test_zoo_models_match_the_cpu_reference(references, name, precision):
+    feeds, expected = references[name]
+    config = braze.BuilderConfig(shapes=zoo.default_shapes(name), precision="fp32" if precision == "tf32" else precision,
+                                 tf32=precision == "tf32", optimization_level=1)
+    engine = braze.Builder("cuda").build(zoo.load(name), config)
+    assert engine.graphable
+    got = engine.create_execution_context().infer(feeds)
+    for key, value in expected.items():
+        err = rel_l2(got[key], value)
+        assert err <= BOUNDS[precision], f"{name} {precision} {key}: rel L2 {err:.3g}"
+
+
+@pytest.fixture(scope="module")
+def resnet_fp16(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("tc") / "cache.json"
+    config = braze.BuilderConfig(shapes=zoo.default_shapes("resnet50", 2), precision="fp16", timing_cache=str(cache))
+    started = time.perf_counter()
+    engine = braze.Builder("cuda").build(zoo.load("resnet50"), config)
+    return engine, cache, time.perf_counter() - started
+
+
+def test_graph_replay_follows_new_inputs(resnet_fp16):
+    engine, _, _ = resnet_fp16
+    ctx = engine.create_execution_context()
+    a, b = zoo.sample_inputs("resnet50", 2, seed=1), zoo.sample_inputs("resnet50", 2, seed=2)
+    ya = ctx.infer(a)["logits"]
+    assert ctx.uses_cuda_graph
+    yb = ctx.infer(b)["logits"]
+    fresh = engine.create_execution_context()
+    np.testing.assert_allclose(fresh.infer(b)["logits"], yb, rtol=1e-3, atol=1e-3)
+    assert rel_l2(ya, yb) > 1e-2
+
+
+def test_contexts_run_concurrently_on_streams(resnet_fp16):
+    engine, _, _ = resnet_fp16
+    inputs = [zoo.sample_inputs("resnet50", 2, seed=s) for s in range(3)]
+    expected = [engine.create_execution_context().infer(x)["logits"] for x in inputs]
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            ctx = engine.create_execution_context()
+            stream = torch.cuda.Stream()
+            bindings = {k: torch.from_numpy(v).cuda() for k, v in inputs[i].items()}
+            for _ in range(10):
+                out = ctx.execute_async(bindings, stream)
+            stream.synchronize()
+            results[i] = out["logits"].cpu().numpy()
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(3):
+        np.testing.assert_allclose(results[i], expected[i], rtol=1e-3, atol=1e-3)
+
+
+def test_execute_async_reads_its_own_buffers_in_place(resnet_fp16):
+    engine, _, _ = resnet_fp16
+    ctx = engine.create_execution_context()
+    x = zoo.sample_inputs("resnet50", 2, seed=4)["input"]
+    ctx.input_buffer("input").copy_(torch.from_numpy(x))
+    out = ctx.execute_async({"input": ctx.input_buffer("input")})["logits"]
+    torch.cuda.synchronize()
+    np.testing.assert_allclose(out.cpu().numpy(), engine.create_execution_context().infer({"input": x})["logits"],
+                               rtol=1e-3, atol=1e-3)
+
+
+def test_timing_cache_makes_the_rebuild_skip_timing(resnet_fp16):
+    engine, cache, cold = resnet_fp16
+    started = time.perf_counter()
+    config = braze.BuilderConfig(shapes=zoo.default_shapes("resnet50", 2), precision="fp16", timing_cache=str(cache))
+    again = braze.Builder("cuda").build(zoo.load("resnet50"), config)
+    warm = time.perf_counter() - started
+    assert [s.tactic for s in again.steps] == [s.tactic for s in engine.steps]
+    assert warm < cold
+
+
+def test_device_memory_size_is_what_a_context_allocates(resnet_fp16):
+    engine, _, _ = resnet_fp16
+    ctx = engine.create_execution_context()
+    ctx.infer(zoo.sample_inputs("resnet50", 2))
+    assert ctx.arena.numel() + ctx.graph_pool_bytes == engine.device_memory_size
+
+
+def test_engine_for_another_gpu_architecture_is_refused(resnet_fp16):
+    engine, _, _ = resnet_fp16
+    from braze.engine.format import serialize
+
+    plan = engine.plan
+    saved = plan.device
+    plan.device = {**saved, "compute_capability": "8.0", "name": "NVIDIA A100-SXM4-80GB"}
+    try:
+        data = serialize(plan)
+    finally:
+        plan.device = saved
+    with pytest.raises(DeviceMismatchError, match="A100.*compute capability 8.0.*rebuild"):
+        braze.Runtime().load(data)
+    with pytest.raises(DeviceMismatchError, match="cuda"):
+        braze.Runtime(device="cpu").load(engine.serialize())
