@@ -180,6 +180,17 @@ def test_gelu_lookalikes_are_not_recognized(case):
     assert "Gelu" not in layer_ops(engine)
 
 
+@pytest.mark.parametrize("kappa, cube_of", [(0.05, "x"), (0.044715, "other")])
+def test_gelu_tanh_lookalikes_are_not_recognized(kappa, cube_of):
+    net = Net()
+    x, other = net.input("x", [2, 8]), net.input("other", [2, 8])
+    cube = net.op("Pow", x if cube_of == "x" else other, net.const(3.0))
+    arg = net.op("Mul", net.op("Add", x, net.op("Mul", cube, net.const(kappa))), net.const(math.sqrt(2 / math.pi)))
+    y = net.op("Mul", net.op("Mul", x, net.op("Add", net.op("Tanh", arg), net.const(1.0))), net.const(0.5))
+    engine = check(net.model(y), fired={"gelu_tanh": 0})
+    assert "Gelu" not in layer_ops(engine)
+
+
 # -- SiLU, HardSwish -------------------------------------------------------------------------------------
 
 def test_exported_silu():
