@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 
-from ..ir import Graph, Node
+import torch
+
+from ..ir import Graph, Node, Tensor
 from ..ops.fused import DOMAIN
 from .pattern import Any, Const, Match, Op, Rule, rewrite
 from .util import follows, merged_origin, node, scalar_value
@@ -27,18 +29,30 @@ def _pattern(q_scaled: bool, scaled: bool, masked: bool) -> Op:
     return Op("MatMul", Op("Softmax", scores, where=_last_axis), Any("v"))
 
 
+def _scalar_over(c: Tensor, x: Tensor) -> float | None:
+    """The value of constant `c` if it is one number that, multiplying `x`, leaves x's shape as it is."""
+    value = scalar_value(c)
+    if value is None or not x.is_static:
+        return None
+    try:
+        keeps_shape = torch.broadcast_shapes(c.value.shape, x.shape) == x.shape  # type: ignore[union-attr,arg-type]
+    except RuntimeError:
+        return None
+    return value if keeps_shape else None
+
+
 def _attention(m: Match, graph: Graph) -> list[Node] | None:
     q, k, v = m["q"], m["k"], m["v"]
     if q.rank is None or q.rank < 2 or k.rank != q.rank or v.rank != q.rank or not (q.dtype == k.dtype == v.dtype):
         return None
     scale = 1.0
     if "scale" in m:
-        c = scalar_value(m["scale"])
+        c = _scalar_over(m["scale"], m["scale_op"].inputs[0])
         if c is None or c == 0:
             return None
         scale = 1.0 / c if m["scale_op"].op == "Div" else c
     if "q_scale" in m:
-        c = scalar_value(m["q_scale"])
+        c = _scalar_over(m["q_scale"], q)
         if c is None:
             return None
         scale *= c

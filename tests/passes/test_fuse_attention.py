@@ -15,8 +15,9 @@ from .helpers import Net, check, export, layer_ops, torch_feeds
 Q, K, V, MASK = [2, 3, 5, 8], [2, 3, 8, 5], [2, 3, 5, 4], [2, 1, 1, 5]
 
 
-def attention(net: Net, q_scale: float | None = None, scale: tuple[str, float] | None = None, masked: bool = False,
-              axis: int = -1, probs=None) -> str:
+def attention(net: Net, q_scale=None, scale: tuple | None = None, masked: bool = False, axis: int = -1,
+              probs=None) -> str:
+    """q (* q_scale) @ k (scale[0] by scale[1]) (+ mask) -> Softmax(axis) (-> probs) @ v."""
     q = net.input("q", Q)
     if q_scale is not None:
         q = net.op("Mul", net.const(q_scale), q)
@@ -92,3 +93,13 @@ def test_a_scale_that_varies_is_not_a_scale():
     net = Net()
     y = attention(net, scale=("Div", np.arange(1.0, 6.0)))
     check(net.model(y), fired={"attention": 0}, ops=["MatMul", "Div", "Softmax", "MatMul"])
+
+
+@pytest.mark.parametrize("where", ["q", "scores"])
+def test_a_scale_that_broadcasts_to_more_dims_is_not_absorbed(where):
+    net = Net()
+    shape = [2, 1, 1, 1, 1]
+    y = attention(net, q_scale=np.full(shape, 0.5) if where == "q" else None,
+                  scale=("Mul", np.full(shape, 0.5)) if where == "scores" else None)
+    engine = check(net.model(y), fired={"attention": 0})
+    assert engine.outputs[0].shape == (2, 2, 3, 5, 4)
