@@ -62,7 +62,7 @@ class Builder:
         graph.cleanup()
         graph.verify()
 
-        passes = PassContext(level=config.optimization_level, target=self.target.kind,
+        passes = PassContext(level=config.optimization_level, target=self.target.kind, precision=config.precision,
                              dump_dir=Path(config.dump_dir) if config.dump_dir else None)
         if config.optimization_level > 0:
             optimize(graph, passes)

@@ -110,8 +110,10 @@ class _Tuner:
 
 
 def _sample_inputs(node: Node, device: torch.device) -> list[torch.Tensor | None]:
-    """Real constants; random floats for activations; zeros for integer inputs (always valid indices)."""
+    """Real constants; random floats for activations (channels-last where the layer's layout says so, as
+    they will arrive at run time); zeros for integer inputs (always valid indices)."""
     gen = torch.Generator(device=device).manual_seed(0)
+    channels_last = node.attrs.get("layout") == "nhwc"
     values: list[torch.Tensor | None] = []
     for t in node.inputs:
         if t is None:
@@ -119,7 +121,10 @@ def _sample_inputs(node: Node, device: torch.device) -> list[torch.Tensor | None
         elif t.value is not None:
             values.append(t.value.to(device))
         elif t.dtype.is_floating:  # type: ignore[union-attr]
-            values.append(torch.randn(t.shape, generator=gen, device=device).to(t.dtype.torch))  # type: ignore[arg-type,union-attr]
+            x = torch.randn(t.shape, generator=gen, device=device).to(t.dtype.torch)  # type: ignore[arg-type,union-attr]
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            values.append(x)
         else:
             values.append(torch.zeros(t.shape, dtype=t.dtype.torch, device=device))  # type: ignore[arg-type,union-attr]
     return values

@@ -39,7 +39,7 @@ class ExecutionContext:
         self._static_inputs: list[torch.Tensor] = []
         if self._cuda:
             for b, slot in zip(engine.inputs, engine.input_slots):
-                buffer = torch.empty(b.shape, dtype=b.dtype.torch, device=device)  # type: ignore[arg-type]
+                buffer = torch.zeros(b.shape, dtype=b.dtype.torch, device=device)  # type: ignore[arg-type]
                 self._static_inputs.append(buffer)
                 self._values[slot] = buffer
             self.stream = torch.cuda.Stream(device)

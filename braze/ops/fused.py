@@ -64,7 +64,9 @@ def activate(x: torch.Tensor, kind: str, params: list[float]) -> torch.Tensor:
 @op("FusedConv", domain=DOMAIN)
 def fused_conv(x, w, b=None, residual=None, *, auto_pad: str = "NOTSET", dilations: list[int] | None = None,
                group: int = 1, kernel_shape: list[int] | None = None, pads: list[int] | None = None,
-               strides: list[int] | None = None, activation: str = "none", act_params: list[float] | None = None):
+               strides: list[int] | None = None, activation: str = "none", act_params: list[float] | None = None,
+               layout: str = "nchw"):
+    """`layout` is where the tensors live in memory (nchw, or nhwc: channels last); the values are the same."""
     y = _conv.conv.fn(x, w, b, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
                       pads=pads, strides=strides)
     if residual is not None:

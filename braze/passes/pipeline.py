@@ -16,13 +16,15 @@ from typing import Callable
 
 from ..ir import Graph
 from ..ops import infer_shapes
-from . import concat, eliminate, fold_constants, fuse_attention, fuse_conv, fuse_gemm, fuse_pointwise, horizontal, recognize
+from . import (concat, eliminate, fold_constants, fuse_attention, fuse_conv, fuse_gemm, fuse_pointwise, horizontal,
+               layout, recognize)
 
 
 @dataclass
 class PassContext:
     level: int = 3
     target: str = "cpu"
+    precision: str = "fp32"
     fired: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
     dump_dir: Path | None = None
@@ -47,6 +49,7 @@ PIPELINE: list[Pass] = [
     Pass("fuse_pointwise", fuse_pointwise.run, level=2),
     Pass("eliminate_again", eliminate.run),
     Pass("concat", concat.run, level=2),
+    Pass("layout", layout.run, level=2),
 ]
 
 

@@ -13,7 +13,9 @@ from braze import zoo
 from braze.errors import DeviceMismatchError
 from braze.testing import rel_l2
 
-BOUNDS = {"fp32": 1e-3, "tf32": 1e-3, "fp16": 1e-2, "bf16": 1e-2}
+# NOTE: TF32 rounds matrix operands to 10 mantissa bits, as FP16 does: through ResNet-50's 53 convolutions
+# that is ~1e-2 relative error, not the 1e-3 of true FP32 (docs/performance.md, "Accuracy").
+BOUNDS = {"fp32": 1e-3, "tf32": 2e-2, "fp16": 1e-2, "bf16": 1e-2}
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,8 @@ class SdpaTactic(TacticBase):
             mask = inputs[3] if len(inputs) > 3 else None
             if transposed:
                 k = k.transpose(-1, -2)  # type: ignore[union-attr]
+            if k.stride(-1) != 1:  # type: ignore[union-attr]
+                k = k.contiguous()  # type: ignore[union-attr]  # the fused back-ends need unit inner stride
             with sdpa_kernel([backend]):
                 return [F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)]
 

@@ -49,7 +49,8 @@ class CudnnConvTactic(TacticBase):
 
     def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
         half = node.inputs[0].dtype.torch != torch.float32  # type: ignore[union-attr]
-        layouts = ["nhwc", "nchw"] if half else ["nchw", "nhwc"]
+        marked = node.attrs.get("layout")
+        layouts = [marked] if marked else (["nhwc", "nchw"] if half else ["nchw", "nhwc"])
         paths = ["plain"]
         if node.attrs.get("activation") == "relu" and conv_geometry(node).symmetric:
             paths.insert(0, "fused")
