@@ -4,7 +4,7 @@ left behind, ConcatInPlace, copies nothing."""
 
 from __future__ import annotations
 
-from ..ir import Graph, Node
+from ..ir import Graph
 from ..ops.fused import DOMAIN
 from ..ops.views import VIEW_OPS
 from .util import node

@@ -3,8 +3,6 @@ tanh forms included) and a residual Add become one FusedGemm layer: act(x @ w + 
 
 from __future__ import annotations
 
-import torch
-
 from ..ir import Graph, Node
 from ..ops.fused import DOMAIN
 from .pattern import Any, Const, Match, Op, Rule, rewrite

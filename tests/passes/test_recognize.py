@@ -83,6 +83,14 @@ def test_layer_norm_without_affine_parameters():
     check(model, feeds, fired={"layer_norm": 1}, ops=["LayerNormalization"])
 
 
+def test_scale_and_bias_after_a_layer_normalization_node_are_absorbed():
+    net = Net()
+    ln = net.op("LayerNormalization", net.input("x", [2, 5, 8]), net.weight(8), net.weight(8), axis=-2)
+    y = net.op("Add", net.op("Mul", ln, net.weight(5, 8)), net.weight(1, 8))
+    engine = check(net.model(y), fired={"layer_norm_scale": 1, "layer_norm_bias": 1}, ops=["LayerNormalization"])
+    assert [t.shape for t in engine.graph.nodes[0].inputs[1:]] == [(5, 8), (5, 8)]
+
+
 def test_layer_norm_over_a_non_trailing_axis_is_not_recognized():
     net = Net()
     normed, _ = layer_norm(net, net.input("x", [2, 5, 8]), axes=(1,))
