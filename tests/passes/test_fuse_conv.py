@@ -32,6 +32,21 @@ def test_batchnorm_folds_into_the_conv(bias, group):
     check(net.model(y), fired={"conv_batchnorm": 1}, ops=["Conv"])
 
 
+@pytest.mark.parametrize("chain, fired", [
+    ("add bn relu", {"conv_bias": 1, "conv_batchnorm": 1, "conv_activation": 1}),
+    ("bn add relu", {"conv_bias": 1, "conv_batchnorm": 1, "conv_activation": 1}),
+    ("bn bn", {"conv_batchnorm": 2}),
+    ("add add", {"conv_bias": 2}),
+])
+def test_chains_of_per_channel_affine_ops_fold_in_any_order(chain, fired):
+    net = Net()
+    t = conv(net, net.input("x", [1, 3, 6, 6]))
+    for step in chain.split():
+        t = {"add": lambda: net.op("Add", t, net.weight(4, 1, 1)), "bn": lambda: batchnorm(net, t),
+             "relu": lambda: net.op("Relu", t)}[step]()
+    check(net.model(t), fired=fired, ops=["Conv" if chain == "bn bn" else "FusedConv"])
+
+
 @pytest.mark.parametrize("shape", [[4, 1, 1], [1, 4, 1, 1]])
 def test_bias_add_becomes_the_conv_bias(shape):
     net = Net()
