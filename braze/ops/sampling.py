@@ -134,8 +134,10 @@ def _affine_positions(sizes: Sequence[int], align_corners: int, dtype: torch.dty
     axes = []
     for size in reversed(sizes):  # NOTE: one pixel with align_corners sits at 0, as in PyTorch
         steps = torch.arange(size, dtype=torch.float64, device=device)
-        if align_corners:
-            axes.append(steps * (2 / (size - 1)) - 1 if size > 1 else torch.zeros(1, dtype=torch.float64, device=device))
+        if align_corners and size == 1:
+            axes.append(torch.zeros(1, dtype=torch.float64, device=device))
+        elif align_corners:
+            axes.append(steps * (2 / (size - 1)) - 1)
         else:
             axes.append((steps * 2 + 1) / size - 1)
     mesh = torch.meshgrid(*reversed(axes), indexing="ij")  # in X's axis order
