@@ -126,7 +126,8 @@ def _softmax(x: torch.Tensor) -> torch.Tensor:
 
 def _attention(q, k, v, mask, past_key, past_value, nonpad, *, is_causal: int, kv_num_heads: int | None,
                q_num_heads: int | None, qk_matmul_output_mode: int, scale: float | None, softcap: float,
-               softmax_precision: int | None, left: int = -1, right: int = -1, heads_4d_allowed: bool = True):
+               softmax_precision: int | None, outputs: int, left: int = -1, right: int = -1,
+               heads_4d_allowed: bool = True):
     _check_inputs(q, k, v, past_key, past_value, nonpad)
     if qk_matmul_output_mode not in _QK_MODES:
         raise ValueError(f"qk_matmul_output_mode must be 0, 1, 2 or 3, got {qk_matmul_output_mode}")
@@ -173,6 +174,8 @@ def _attention(q, k, v, mask, past_key, past_value, nonpad, *, is_causal: int, k
     y = torch.matmul(probs, v)
     if rank == 3:
         y = y.transpose(1, 2).reshape(batch, q_len, -1)
+    if outputs < 4:
+        return y, present_key, present_value
     qk_out = (qk, capped, scores, probs)[qk_matmul_output_mode]
     return y, present_key, present_value, qk_out.expand(full).contiguous()
 
@@ -180,34 +183,36 @@ def _attention(q, k, v, mask, past_key, past_value, nonpad, *, is_causal: int, k
 @op("Attention", since=23)
 def attention_23(q, k, v, attn_mask=None, past_key=None, past_value=None, *, is_causal: int = 0,
                  kv_num_heads: int | None = None, q_num_heads: int | None = None, qk_matmul_output_mode: int = 0,
-                 scale: float | None = None, softcap: float = 0.0, softmax_precision: int | None = None):
+                 scale: float | None = None, softcap: float = 0.0, softmax_precision: int | None = None,
+                 _outputs: int = 1):
     return _attention(q, k, v, attn_mask, past_key, past_value, None, is_causal=is_causal,
                       kv_num_heads=kv_num_heads, q_num_heads=q_num_heads,
                       qk_matmul_output_mode=qk_matmul_output_mode, scale=scale, softcap=softcap,
-                      softmax_precision=softmax_precision)
+                      softmax_precision=softmax_precision, outputs=_outputs)
 
 
 @op("Attention", since=24)
 def attention_24(q, k, v, attn_mask=None, past_key=None, past_value=None, nonpad_kv_seqlen=None, *,
                  is_causal: int = 0, kv_num_heads: int | None = None, q_num_heads: int | None = None,
                  qk_matmul_output_mode: int = 0, scale: float | None = None, softcap: float = 0.0,
-                 softmax_precision: int | None = None):
+                 softmax_precision: int | None = None, _outputs: int = 1):
     return _attention(q, k, v, attn_mask, past_key, past_value, nonpad_kv_seqlen, is_causal=is_causal,
                       kv_num_heads=kv_num_heads, q_num_heads=q_num_heads,
                       qk_matmul_output_mode=qk_matmul_output_mode, scale=scale, softcap=softcap,
-                      softmax_precision=softmax_precision)
+                      softmax_precision=softmax_precision, outputs=_outputs)
 
 
 @op("Attention", since=25)
 def attention_25(q, k, v, attn_mask=None, past_key=None, past_value=None, nonpad_kv_seqlen=None, *,
                  is_causal: int = 0, kv_num_heads: int | None = None, q_num_heads: int | None = None,
                  left_window_size: int = -1, right_window_size: int = -1, qk_matmul_output_mode: int = 0,
-                 scale: float | None = None, softcap: float = 0.0, softmax_precision: int | None = None):
+                 scale: float | None = None, softcap: float = 0.0, softmax_precision: int | None = None,
+                 _outputs: int = 1):
     return _attention(q, k, v, attn_mask, past_key, past_value, nonpad_kv_seqlen, is_causal=is_causal,
                       kv_num_heads=kv_num_heads, q_num_heads=q_num_heads,
                       qk_matmul_output_mode=qk_matmul_output_mode, scale=scale, softcap=softcap,
-                      softmax_precision=softmax_precision, left=left_window_size, right=right_window_size,
-                      heads_4d_allowed=False)
+                      softmax_precision=softmax_precision, outputs=_outputs, left=left_window_size,
+                      right=right_window_size, heads_4d_allowed=False)
 
 
 def _flex_shapes(q, k, v) -> None:

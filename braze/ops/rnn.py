@@ -4,13 +4,16 @@ One driver serves the three: X @ W^T for every step at once, then a loop over th
 sequence length is a shape, never data) applying the cell. Directions: forward, reverse, or
 bidirectional (two independent passes, stacked). `sequence_lens` (per batch entry) are honoured
 as onnxruntime does: steps past an entry's length leave its state alone and give zeros in Y; a
-reverse pass starts at the entry's last valid step. `clip` bounds every gate's input before its
-activation. Activations and their alpha/beta follow the ONNX list (alpha and beta are consumed,
-in order, by the activations that take them; missing ones take the defaults of the ONNX op of
-that name, as the specification says: LeakyRelu 0.01, ThresholdedRelu 1, Elu 1, HardSigmoid 0.2
-and 0.5, Affine 1 and 0. NOTE: onnxruntime defaults Affine's and ThresholdedRelu's to 0 instead;
-ScaledTanh, which ONNX gives no defaults, needs both values given). Half-precision inputs are
-computed in float32.
+reverse pass starts at the entry's last valid step; an entry of length 0 ends in zero states.
+`clip` bounds every gate's input before its activation.
+
+Activations and their alpha/beta follow the ONNX list: alpha and beta are consumed, in order, by
+the activations that take them; missing ones take the defaults of the ONNX op of that name, as
+the specification says (LeakyRelu 0.01, ThresholdedRelu 1, Elu 1, HardSigmoid 0.2 and 0.5,
+Affine 1 and 0). NOTE: onnxruntime defaults Affine's and ThresholdedRelu's to 0 instead.
+ScaledTanh, to which ONNX gives no defaults, needs both values given.
+
+Half-precision inputs are computed in float32.
 """
 
 from __future__ import annotations
@@ -149,7 +152,8 @@ def _run_direction(cell, d: _Direction, x, h, c, lens, reverse: bool, clip, cell
     y = torch.stack(ys) if ys else x.new_zeros((0, *h.shape))
     if index is not None:
         y = torch.gather(y, 0, index.unsqueeze(-1).expand(y.shape))
-    return y, h, c
+    ran = (lens > 0).unsqueeze(1)  # an empty sequence ends in zero states, not the initial ones
+    return y, torch.where(ran, h, 0), torch.where(ran, c, 0) if c is not None else None
 
 
 def _recurrent(kind: str, x, w, r, b, sequence_lens, initial_h, initial_c=None, p=None, *, activation_alpha,
