@@ -38,7 +38,7 @@ def _per_step(x: torch.Tensor | None, name: str, batch: int, steps: int, sizes: 
     if x.dim() != 3 or tuple(x.shape[:2]) != (batch, steps) or x.shape[2] not in sizes:
         raise ValueError(f"{name} has shape {list(x.shape)}, expected ({batch}, {steps}, n) with n in "
                          f"{sorted(set(sizes))}")
-    heads = kv_heads if x.shape[2] % kv_heads == 0 and x.shape[2] >= kv_heads else 1
+    heads = 1 if x.shape[2] == 1 else kv_heads  # a single value serves every head
     return x.reshape(batch, steps, heads, -1).transpose(1, 2).float()
 
 
@@ -61,8 +61,9 @@ def linear_attention(query, key, value, past_state=None, decay=None, beta=None, 
     if tuple(key.shape[:2]) != (batch, steps) or tuple(value.shape[:2]) != (batch, steps):
         raise ValueError(f"query {list(query.shape)}, key {list(key.shape)} and value {list(value.shape)} must "
                          f"share batch and sequence length")
-    q, k, v = _unpack(query, q_num_heads, "query"), _unpack(key, kv_num_heads, "key"), _unpack(value, kv_num_heads,
-                                                                                               "value")
+    q = _unpack(query, q_num_heads, "query")
+    k = _unpack(key, kv_num_heads, "key")
+    v = _unpack(value, kv_num_heads, "value")
     d_k, d_v = q.shape[-1], v.shape[-1]
     if k.shape[-1] != d_k:
         raise ValueError(f"key's head size {k.shape[-1]} differs from query's {d_k}")

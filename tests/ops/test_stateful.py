@@ -15,8 +15,8 @@ B, T = 2, 5
 
 def la_inputs(rule, hq=4, hkv=2, dk=8, dv=6, *, steps=T, past=False, per_head_decay=False, scalar_beta=False,
               dtype=np.float32):
-    inputs = {"q": rand(B, steps, hq * dk, seed=1, dtype=dtype), "k": rand(B, steps, hkv * dk, seed=2, low=-0.5,
-                                                                          high=0.5, dtype=dtype),
+    inputs = {"q": rand(B, steps, hq * dk, seed=1, dtype=dtype),
+              "k": rand(B, steps, hkv * dk, seed=2, low=-0.5, high=0.5, dtype=dtype),
               "v": rand(B, steps, hkv * dv, seed=3, dtype=dtype),
               "past": rand(B, hkv, dk, dv, seed=4, dtype=dtype) if past else None, "decay": None, "beta": None}
     if rule in ("gated", "gated_delta"):
