@@ -98,8 +98,12 @@ class Builder:
             "pass_seconds": {k: round(v, 4) for k, v in passes.seconds.items()},
         })
         engine = Engine(plan, self.target)
-        if engine.graphable:
-            plan.build["graph_pool_bytes"] = _measure_graph_pool(engine)
+        if self.target.is_cuda:
+            ctx = engine.create_execution_context()
+            plan.build["cuda_graph"] = ctx.uses_cuda_graph
+            plan.build["graph_pool_bytes"] = ctx.graph_pool_bytes
+            if ctx.eager_reason:
+                say(f"warning: contexts of this engine run layer by layer, without a CUDA graph: {ctx.eager_reason}")
         plan.build["build_seconds"] = round(time.perf_counter() - started, 3)
         say(f"built {len(graph.nodes)} layers in {time.perf_counter() - started:.2f} s")
         return engine
@@ -165,14 +169,6 @@ def _tf32(enabled: bool):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
-
-
-def _measure_graph_pool(engine: Engine) -> int:
-    """Run a context once: the bytes its CUDA graph's pool holds, which every context will allocate."""
-    ctx = engine.create_execution_context()
-    ctx.execute_async({b.name: ctx.input_buffer(b.name) for b in engine.inputs})
-    torch.cuda.synchronize(engine.target.device)
-    return ctx.graph_pool_bytes
 
 
 __all__ = ["Builder", "BuilderConfig", "bind_shapes"]

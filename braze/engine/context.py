@@ -11,6 +11,7 @@ concurrently.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, Mapping
 
 import numpy as np
@@ -19,6 +20,9 @@ import torch
 from ..errors import BrazeError, ExecutionError, InputError
 from ..ir import DType, contiguous_strides, format_shape, to_numpy, to_torch
 from .engine import Binding, Engine
+
+
+_CAPTURE_LOCK = threading.Lock()
 
 
 class ExecutionContext:
@@ -45,8 +49,14 @@ class ExecutionContext:
             self.stream = torch.cuda.Stream(device)
         self._fixed = list(self._values)
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._eager: str | None = None  # why this context runs without a CUDA graph, if it does
+        self.eager_reason: str | None = None  # why this context runs without a CUDA graph, if it does
         self.graph_pool_bytes = 0
+        if self._cuda:
+            if engine.graphable:
+                with _CAPTURE_LOCK:
+                    self._capture()
+            else:
+                self.eager_reason = "the engine has layers that cannot be captured (run-time shapes or host work)"
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -138,8 +148,6 @@ class ExecutionContext:
                 self._values[slot] = value
 
     def _execute(self) -> None:
-        if self._graph is None and self.engine.graphable and not self._eager:
-            self._capture()
         if self._graph is None:
             with self._flags():
                 self._run()
@@ -147,29 +155,29 @@ class ExecutionContext:
         self._graph.replay()
 
     def _capture(self) -> None:
-        """Warm up eagerly (library handles, autotuned algorithms, Triton compiles), then capture, on the
-        context's own stream (so contexts on one engine never share a capture stream or workspace)."""
-        current = torch.cuda.current_stream(self.device)
-        self.stream.wait_stream(current)
+        """Warm up eagerly on the (zeroed) static inputs (library handles, autotuned algorithms, Triton
+        compiles), then capture on the context's own stream, so contexts never share a capture stream or
+        workspace. Contexts capture when created, one at a time, and are then safe to run concurrently."""
+        device = self.device
         with torch.cuda.stream(self.stream), self._flags():
             self._run()
             self._values[:] = self._fixed
             self.stream.synchronize()
-            before = torch.cuda.memory_reserved(self.device)
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                     self._run()
             except (RuntimeError, ExecutionError) as e:
                 # NOTE: a kernel that synchronizes with the host cannot be captured; the engine stays
-                # correct, run layer by layer (`uses_cuda_graph` tells).
-                self._eager = f"CUDA graph capture failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                # correct, run layer by layer (`uses_cuda_graph` and `eager_reason` tell).
+                self.eager_reason = f"CUDA graph capture failed: {str(e).splitlines()[0] if str(e) else type(e)}"
                 self._values[:] = self._fixed
-                torch.cuda.synchronize(self.device)
+                torch.cuda.synchronize(device)
             else:
-                self.graph_pool_bytes = max(0, torch.cuda.memory_reserved(self.device) - before)
+                self.graph_pool_bytes = torch.cuda.max_memory_allocated(device) - before
                 self._graph = graph
-        current.wait_stream(self.stream)
 
     @contextlib.contextmanager
     def _flags(self):

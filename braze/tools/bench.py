@@ -54,7 +54,8 @@ def benchmark(engine: Engine, *, warmup: float = 0.5, duration: float = 3.0, pro
     end_to_end = _timed(lambda: ctx.infer(feeds), warmup, duration, sync)
     result: dict[str, Any] = {
         "device": str(engine.target), "batch": batch, "layers": engine.num_layers,
-        "cuda_graph": engine.graphable,
+        "cuda_graph": ctx.uses_cuda_graph,
+        "eager_reason": ctx.eager_reason if cuda else None,
         "device_memory_bytes": engine.device_memory_size,
         "end_to_end_ms": end_to_end.as_dict(),
         "throughput_per_s": end_to_end.throughput * batch,
@@ -87,6 +88,8 @@ def benchmark(engine: Engine, *, warmup: float = 0.5, duration: float = 3.0, pro
 def format_result(r: dict[str, Any]) -> list[str]:
     lines = [f"=== Performance summary ({r['device']}, batch {r['batch']}, {r['layers']} layers"
              f"{', one CUDA graph' if r['cuda_graph'] else ''}) ==="]
+    if r.get("eager_reason"):
+        lines.append(f"Note: no CUDA graph: {r['eager_reason']}")
     lines.append(f"Throughput: {r['throughput_per_s']:.1f} items/s")
     lines.append("Latency (end to end, host in and out): " + _stats_line(r["end_to_end_ms"]))
     if "gpu_compute_ms" in r:

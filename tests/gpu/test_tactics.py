@@ -1,4 +1,4 @@
-"""Every CUDA tactic and configuration against the layer's reference implementation (float64 on the
+"""Every CUDA tactic and configuration against the layer's reference implementation (float32 on the
 CPU), on random inputs, in fp32, fp16 and bf16."""
 
 import numpy as np
@@ -38,7 +38,7 @@ def _check_all_tactics(graph, feeds, precision):
         values[id(t)] = v
     for node in graph.nodes:
         args = [None if t is None else (t.value if t.value is not None else values[id(t)]) for t in node.inputs]
-        ref = REGISTRY.for_node(node).run([None if a is None else a.double() if a.is_floating_point() else a
+        ref = REGISTRY.for_node(node).run([None if a is None else a.float() if a.is_floating_point() else a
                                            for a in args], node.attrs, len(node.outputs))
         lowered = REGISTRY.for_node(node).run(args, node.attrs, len(node.outputs))
         for t, r in zip(node.outputs, lowered):

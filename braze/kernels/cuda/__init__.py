@@ -6,7 +6,7 @@ from ..cpu.views import ConcatInPlaceTactic, ViewTactic
 from .attention import SdpaTactic
 from .conv import Conv1x1GemmTactic, CudnnConvTactic
 from .gemm import CublasGemmTactic, TritonGemmTactic
-from .generic import TorchTactic
+from .generic import GatherTactic, TorchTactic
 from .pointwise import TritonPointwiseTactic
 
 TACTICS = [
@@ -18,6 +18,7 @@ TACTICS = [
     TritonGemmTactic(),
     SdpaTactic(),
     TritonPointwiseTactic(),
+    GatherTactic(),
     TorchTactic(),
 ]
 

@@ -49,3 +49,31 @@ class TorchTactic(TacticBase):
             return opdef.run(inputs, attrs, n_out)
 
         return kernel
+
+
+class GatherTactic(TacticBase):
+    """Gather (embedding lookups) on the GPU without a host round trip. Indices are wrapped (negative
+    counts from the end) and then clamped into range on the device: validating them would need a host
+    synchronization, which a CUDA graph cannot contain. The CPU backend raises on out-of-range indices."""
+
+    name = "gather"
+    writes_output = False
+
+    def supports(self, node: Node, target: Target) -> bool:
+        if not (target.is_cuda and node.op == "Gather" and node.domain == ""):
+            return False
+        data, indices = node.inputs[0], node.inputs[1]
+        return (data.is_static and indices.is_static and indices.dtype is not None and indices.dtype.is_integer
+                and node.outputs[0].is_static)
+
+    def compile(self, node: Node, config: dict[str, Any], target: Target):
+        axis = int(node.attrs.get("axis", 0)) % node.inputs[0].rank  # type: ignore[operator]
+        size = int(node.inputs[0].shape[axis])  # type: ignore[index]
+        out_shape = tuple(node.outputs[0].shape)  # type: ignore[arg-type]
+
+        def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
+            data, idx = inputs[0], inputs[1].long().reshape(-1)  # type: ignore[union-attr]
+            idx = torch.where(idx < 0, idx + size, idx).clamp_(0, size - 1)
+            return [torch.index_select(data, axis, idx).reshape(out_shape)]  # type: ignore[arg-type]
+
+        return kernel
