@@ -12,15 +12,15 @@ import torch
 
 from ..ir import Graph
 from . import (activation, attention, blocks, cast, conv, detection, elementwise, fused, gather, generator, linalg,
-               loss, misc, normalization, pad, pool, qconv, quantize, reduce, resize, rnn, sampling, shape, signal,
-               softmax, stateful, transformer, unary)
+               loss, misc, ml, normalization, pad, pool, qconv, quantize, reduce, resize, rnn, sampling, shape,
+               signal, softmax, stateful, text, transformer, unary)
 from .infer import infer_graph
 from .opdef import OpDef, op
 from .registry import Registry
 
 MODULES = (activation, elementwise, unary, conv, pool, normalization, linalg, shape, gather, generator, cast, softmax,
-           reduce, resize, pad, fused, quantize, qconv, signal, sampling, detection, blocks, attention, transformer,
-           misc, loss, rnn, stateful)
+           reduce, resize, pad, fused, quantize, qconv, signal, sampling, detection, blocks, text, ml, attention,
+           transformer, misc, loss, rnn, stateful)
 
 REGISTRY = Registry(d for module in MODULES for d in module.OPS)
 

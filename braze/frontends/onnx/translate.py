@@ -68,7 +68,7 @@ def model_opsets(model: onnx.ModelProto, where: str) -> dict[str, int]:
     opsets: dict[str, int] = {}
     for entry in model.opset_import:
         opsets["" if entry.domain in ONNX_DOMAINS else entry.domain] = entry.version
-    if "" not in opsets:
+    if "" not in opsets and any(node.domain in ONNX_DOMAINS for node in _all_nodes(model.graph)):
         raise ModelError(f"{where} does not import the default ONNX opset")
     return opsets
 
@@ -118,7 +118,8 @@ class Translator:
             if t is None:
                 raise ModelError(f"{self.where}: graph output {vi.name!r} is not produced by any node")
             outputs.append(t)
-        graph = Graph(inputs=inputs, outputs=outputs, nodes=nodes, name=gp.name or "main", opset=self.opsets[""])
+        graph = Graph(inputs=inputs, outputs=outputs, nodes=nodes, name=gp.name or "main",
+                      opset=self.opsets.get("", 0))
         graph.outer = list(scope.outer.values())
         return graph
 
