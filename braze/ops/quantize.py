@@ -160,9 +160,9 @@ def _quantize_linear(version: int, x: torch.Tensor, scale: torch.Tensor, zero_po
     return quantize(x, scale, zero_point, dtype, bool(saturate), work)
 
 
-def _check_named(node: Node, values: Sequence[torch.Tensor | None], run, dtype: torch.dtype) -> list[Inferred]:
-    """Output of an elementwise-shaped op: the real value when every input is known, else a check
-    of the shapes on meta tensors when they are static."""
+def _infer_same_shape(node: Node, values: Sequence[torch.Tensor | None], run, dtype: torch.dtype) -> list[Inferred]:
+    """The output of an op shaped like its first input: the real value when every input is known,
+    else a run on meta tensors when the shapes are static (which checks them), else x's shape."""
     inputs = [t for t in node.inputs if t is not None]
     if all(v is not None for t, v in zip(node.inputs, values) if t is not None):
         y = run(*values, **node.attrs)
@@ -187,7 +187,7 @@ def _quantize_rule(version: int):
     def rule(node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
         zp = node.input(2)
         dtype = _q_dtype(version, None if zp is None else zp.dtype, node.attrs.get("output_dtype", 0))
-        return _check_named(node, values, lambda *xs, **attrs: _quantize_linear(version, *xs, **attrs), dtype)
+        return _infer_same_shape(node, values, lambda *xs, **attrs: _quantize_linear(version, *xs, **attrs), dtype)
     return _named(rule)
 
 
@@ -254,7 +254,7 @@ def _dequantize_linear(version: int, x: torch.Tensor, scale: torch.Tensor, zero_
 def _dequantize_rule(version: int):
     def rule(node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
         dtype = _dq_dtype(version, node.inputs[1].dtype, node.attrs.get("output_dtype", 0))
-        return _check_named(node, values, lambda *xs, **attrs: _dequantize_linear(version, *xs, **attrs), dtype)
+        return _infer_same_shape(node, values, lambda *xs, **attrs: _dequantize_linear(version, *xs, **attrs), dtype)
     return _named(rule)
 
 

@@ -16,7 +16,6 @@ import torch
 from ..ir import DType, Node
 from .generator import onnx_dtype
 from .opdef import op
-from .shape import axis_index
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
