@@ -9,7 +9,8 @@ from braze.testing import assert_close
 
 from .harness import check_op, feeds_of, make_model, rand, run_braze
 
-F8 = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
+F8 = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2, "e4m3fnuz": ml_dtypes.float8_e4m3fnuz,
+      "e5m2fnuz": ml_dtypes.float8_e5m2fnuz}
 
 
 def _raises(op_type, inputs, attrs, match, *, error=braze.BrazeError, opset=21, n_outputs=1):
@@ -98,7 +99,7 @@ def test_quantize_input_types(dtype):
     check("QuantizeLinear", {"x": x, "s": s, "z": zero_point(dtype=np.int8)}, opset=19)
 
 
-@pytest.mark.parametrize("kind", ["e4m3fn", "e5m2"])
+@pytest.mark.parametrize("kind", sorted(F8))
 @pytest.mark.parametrize("saturate", [0, 1])
 def test_quantize_float8(kind, saturate):
     x = np.concatenate([rand(20, low=-100, high=100), np.array([1e5, -1e5, 0.0, 3.3], np.float32)])
@@ -144,12 +145,19 @@ def test_dequantize_16_bit(dtype):
     check_op("DequantizeLinear", {"x": x, "s": scale(), "z": zero_point(dtype=dtype)}, opset=21)
 
 
-@pytest.mark.parametrize("kind", ["e4m3fn", "e5m2"])
+@pytest.mark.parametrize("kind", sorted(F8))
 @pytest.mark.parametrize("scale_dtype", [np.float32, np.float16])
 def test_dequantize_float8(kind, scale_dtype):
     x = rand(4, 5, low=-200, high=200).astype(F8[kind])
     got = check_reference("DequantizeLinear", {"x": x, "s": np.array(0.75, scale_dtype)}, opset=19)
     assert got[0].dtype == scale_dtype
+
+
+def test_dequantize_bfloat16_scale():
+    x = rand(3, 4, dtype=np.int8, low=-128, high=127)
+    got = check_reference("DequantizeLinear", {"x": x, "s": np.array(0.125, ml_dtypes.bfloat16),
+                                               "z": zero_point(dtype=np.int8)}, opset=19)
+    assert got.dtype == ml_dtypes.bfloat16
 
 
 def test_dequantize_output_dtype():
