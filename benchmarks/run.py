@@ -125,7 +125,9 @@ def bench_torch(name: str, batch: int, mode: str) -> tuple[dict, torch.Tensor]:
     inputs = make_inputs(name, batch, "cuda")
     if name == "resnet50":
         inputs = (inputs[0].half(),)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) + \
+        sum(b.numel() * b.element_size() for b in model.buffers())
+    held = weights + sum(x.numel() * x.element_size() for x in inputs)
     fn = model
     started = time.perf_counter()
     if mode != "eager":
@@ -136,9 +138,8 @@ def bench_torch(name: str, batch: int, mode: str) -> tuple[dict, torch.Tensor]:
         torch.cuda.synchronize()
         compile_s = time.perf_counter() - started
         torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
         ms = cuda_time(lambda: fn(*inputs))
-        peak = torch.cuda.max_memory_allocated() - base
+        peak = torch.cuda.max_memory_allocated() - held  # activations (and any graph pools) beyond weights and inputs
     return {"ms": ms, "compile_s": compile_s, "activation_peak_bytes": peak, "weights_bytes": weights}, out.detach()
 
 
@@ -158,12 +159,20 @@ def main() -> int:
             peers = {}
             reference = None
             for mode in modes:
-                result, out = bench_torch(name, batch, mode)
+                try:
+                    result, out = bench_torch(name, batch, mode)
+                except Exception as e:
+                    print(f"[E] {name} bs{batch} torch {mode} failed: {type(e).__name__}: {e}", flush=True)
+                    continue
                 peers[mode] = result
                 reference = out if reference is None else reference
                 print(f"[I] {name} bs{batch} torch {mode}: {result['ms']:.4f} ms (compile {result['compile_s']:.1f} s)",
                       flush=True)
-            mine = bench_braze(name, batch, args.timing_cache, reference)
+            try:
+                mine = bench_braze(name, batch, args.timing_cache, reference)
+            except Exception as e:  # report the peers' numbers even if braze fails on this model
+                print(f"[E] {name} bs{batch} braze failed: {type(e).__name__}: {e}", flush=True)
+                continue
             print(f"[I] {name} bs{batch} braze: {mine['ms']:.4f} ms (build {mine['build_s']:.1f} s, "
                   f"rel L2 vs eager {mine['rel_l2_vs_eager']:.2e})", flush=True)
             rows.append({"model": name, "batch": batch, "braze": mine, "peers": peers})

@@ -101,9 +101,9 @@ class BertEncoder(nn.Module):
         self.layers = nn.ModuleList(Layer() for _ in range(LAYERS))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask[:, None, None, :].to(torch.float32)
-        mask = (1.0 - mask) * torch.finfo(torch.float32).min
         hidden = self.embeddings(input_ids)
+        mask = attention_mask[:, None, None, :].to(hidden.dtype)
+        mask = (1.0 - mask) * torch.finfo(hidden.dtype).min
         for layer in self.layers:
             hidden = layer(hidden, mask)
         return hidden
