@@ -4,7 +4,6 @@ replay after inputs change, concurrent contexts, execute_async, the timing cache
 import threading
 import time
 
-import numpy as np
 import pytest
 import torch
 
