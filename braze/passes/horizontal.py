@@ -20,12 +20,15 @@ def run(graph: Graph, ctx) -> None:
 
 
 def _gemm_key(n: Node, x: Tensor):
-    if n.op != "FusedGemm" or n.inputs[0] is not x or n.input(3) is not None:
+    """FusedGemm without a residual, or a plain MatMul (a projection without bias), over `x`."""
+    plain = n.op == "MatMul" and n.domain == ""
+    if not (plain or n.op == "FusedGemm") or n.inputs[0] is not x or n.input(3) is not None:
         return None
     w, b = n.inputs[1], n.input(2)
     if not w.is_constant or w.rank != 2 or (b is not None and not b.is_constant):
         return None
-    return ("gemm", w.value.dtype, w.shape[0], n.attrs.get("activation"), tuple(n.attrs.get("act_params") or ()))
+    return ("gemm", w.value.dtype, w.shape[0], n.attrs.get("activation", "none"),
+            tuple(n.attrs.get("act_params") or ()))
 
 
 def _conv_key(n: Node, x: Tensor):
@@ -48,7 +51,7 @@ def _groups(x: Tensor, users: list[Node]) -> list[list[Node]]:
 
 def _fuse(graph: Graph, group: list[Node], ctx) -> None:
     first = group[0]
-    is_gemm = first.op == "FusedGemm"
+    is_gemm = first.op in ("FusedGemm", "MatMul")
     axis = 1 if is_gemm else 0  # weight axis of the output features: [K, N] vs [M, C, kh, kw]
     weights = [n.inputs[1].value for n in group]
     widths = [int(w.shape[axis]) for w in weights]
@@ -64,8 +67,10 @@ def _fuse(graph: Graph, group: list[Node], ctx) -> None:
     shape[out_axis] = sum(widths)
     wide = Tensor(graph.unique_name(f"{first.name}_wide"), out0.dtype, tuple(shape))
     label = " || ".join(" + ".join(n.origin) for n in group)
-    fused = node(graph, first.op, inputs, [wide], dict(first.attrs), name=f"{first.name}_wide", origin=(label,),
-                 domain=DOMAIN)
+    attrs = {"activation": first.attrs.get("activation", "none"), "act_params": list(first.attrs.get("act_params") or [])} \
+        if is_gemm else dict(first.attrs)
+    fused = node(graph, "FusedGemm" if is_gemm else first.op, inputs, [wide], attrs, name=f"{first.name}_wide",
+                 origin=(label,), domain=DOMAIN)
     sizes = constant(graph, torch.tensor(widths, dtype=torch.int64), f"{first.name}.splits")
     split = node(graph, "Split", [wide, sizes], [n.outputs[0] for n in group], {"axis": out_axis % len(shape)},
                  name=f"{first.name}_split", origin=(label,))

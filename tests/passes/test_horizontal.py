@@ -1,5 +1,5 @@
-"""Horizontal fusion (braze/passes/horizontal.py): sibling FusedGemms or FusedConvs that read the same
-input with constant weights and the same epilogue become one wider layer and a Split of views."""
+"""Horizontal fusion (braze/passes/horizontal.py): sibling FusedGemms (or bias-free MatMuls) or FusedConvs that
+read the same input with constant weights and the same epilogue become one wider layer and a Split of views."""
 
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ def test_branches_with_and_without_bias_fuse_with_zeros_for_the_missing_bias():
     y = consume(net, projections(net, net.input("x", [3, 8]), [4, 2, 5], bias=lambda i: i != 1))
     engine = check(net.model(y), fired={"horizontal_gemm": 1})
     np.testing.assert_array_equal(engine.graph.nodes[0].inputs[2].value[4:6].numpy(), [0, 0])
+
+
+def test_projections_without_bias_fuse_as_well():
+    net = Net()
+    y = consume(net, projections(net, net.input("x", [2, 5, 8]), [4, 4, 6], activation=None, bias=lambda i: False))
+    engine = check(net.model(y), fired={"horizontal_gemm": 1},
+                   ops=["FusedGemm", "Split", "Softmax", "Softmax", "Softmax", "ConcatInPlace"])
+    assert engine.graph.nodes[0].input(2) is None and engine.graph.nodes[0].inputs[1].shape == (8, 14)
 
 
 def test_only_branches_with_the_same_activation_fuse():
