@@ -134,13 +134,13 @@ def bench_torch(name: str, batch: int, mode: str) -> tuple[dict, torch.Tensor]:
         torch._dynamo.reset()
         fn = torch.compile(model, mode=None if mode == "default" else mode)
     with torch.no_grad():
-        out = fn(*inputs)
+        out = fn(*inputs).detach().clone()  # NOTE: a CUDA-graph runner overwrites its outputs on the next run
         torch.cuda.synchronize()
         compile_s = time.perf_counter() - started
         torch.cuda.reset_peak_memory_stats()
         ms = cuda_time(lambda: fn(*inputs))
         peak = torch.cuda.max_memory_allocated() - held  # activations (and any graph pools) beyond weights and inputs
-    return {"ms": ms, "compile_s": compile_s, "activation_peak_bytes": peak, "weights_bytes": weights}, out.detach()
+    return {"ms": ms, "compile_s": compile_s, "activation_peak_bytes": peak, "weights_bytes": weights}, out
 
 
 def main() -> int:

