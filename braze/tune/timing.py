@@ -22,10 +22,16 @@ class L2Flusher:
 
 
 def time_kernel(run: Callable[[], object], device: torch.device, *, warmup: int = 3, repeat: int = 15,
-                flush: L2Flusher | None = None) -> float:
-    """Median milliseconds of `run()` on `device`."""
+                flush: L2Flusher | None = None, budget_ms: float = 25.0) -> float:
+    """Median milliseconds of `run()` on `device`: `repeat` timed runs, fewer (at least 3) for kernels so long
+    that `repeat` of them would exceed `budget_ms`, where the median of a few is already stable."""
+    started = time.perf_counter()
     for _ in range(warmup):
         run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_run = (time.perf_counter() - started) * 1000 / max(warmup, 1)
+    repeat = max(3, min(repeat, int(budget_ms / max(per_run, 1e-3))))
     if device.type != "cuda":
         samples = []
         for _ in range(repeat):
