@@ -62,8 +62,11 @@ def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] =
 
     offsets = _assign(roots, first, last, alignment)
     memory = MemoryPlan(arena_size=0, alignment=alignment, offsets={})
+    channels_last = _channels_last(graph)
     for key, t in roots.items():
         memory.offsets[t.name] = offsets[key]
+        if key in channels_last:
+            memory.strides[t.name] = _channels_last_strides(t.shape)  # type: ignore[arg-type]
     for t, concat_out, elem_offset in placed.values():
         root = owner(concat_out)
         if id(root) not in offsets:
@@ -72,6 +75,27 @@ def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] =
         memory.strides[t.name] = contiguous_strides(root.shape)  # type: ignore[arg-type]
     memory.arena_size = max((offsets[k] + _size(roots[k], alignment) for k in roots), default=0)
     return memory
+
+
+# Ops whose kernels return their input's memory format: a channels-last input gives a channels-last output.
+_KEEPS_LAYOUT = frozenset({"MaxPool", "AveragePool", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSwish", "Pointwise"})
+
+
+def _channels_last(graph: Graph) -> set[int]:
+    """Tensors that run channels-last: outputs of layers marked layout=nhwc and of layout-keeping layers fed by them."""
+    found: set[int] = set()
+    for node in graph.nodes:
+        first = node.input(0)
+        marked = node.attrs.get("layout") == "nhwc"
+        follows = node.op in _KEEPS_LAYOUT and first is not None and id(first) in found
+        if marked or follows:
+            found.update(id(t) for t in node.outputs if t.rank == 4)
+    return found
+
+
+def _channels_last_strides(shape: tuple[int, ...]) -> list[int]:
+    n, c, h, w = shape
+    return [h * w * c, 1, w * c, c]
 
 
 def _place_concat_inputs(node: Node, base: dict[int, Tensor], placed: dict[int, tuple[Tensor, Tensor, int]]) -> None:

@@ -98,12 +98,12 @@ def kind(n: Node) -> str:
 GOLDEN = {
     "resnet50": dict(
         source=175, layers=57,
-        kinds={"FusedConv/relu": 33, "FusedConv/relu+residual": 16, "Conv": 4, "MaxPool": 1,
+        kinds={"FusedConv/relu": 33, "FusedConv/relu+residual": 16, "FusedConv/none": 4, "MaxPool": 1,
                "GlobalAveragePool": 1, "Reshape": 1, "FusedGemm/none": 1},
         fired={"conv_batchnorm": 53, "conv_residual": 16, "conv_activation": 49, "gemm_as_fused_gemm": 1}),
     "mobilenetv2": dict(
         source=222, layers=55,
-        kinds={"FusedConv/clip": 35, "FusedConv/none+residual": 10, "Conv": 7, "GlobalAveragePool": 1,
+        kinds={"FusedConv/clip": 35, "FusedConv/none+residual": 10, "FusedConv/none": 7, "GlobalAveragePool": 1,
                "Reshape": 1, "FusedGemm/none": 1},
         fired={"conv_batchnorm": 52, "conv_residual": 10, "conv_activation": 35, "gemm_as_fused_gemm": 1}),
     "bert": dict(
@@ -115,7 +115,7 @@ GOLDEN = {
     "vit": dict(
         source=777, layers=200,
         kinds={"Attention": 12, "FusedGemm/none": 13, "FusedGemm/none+residual": 24, "FusedGemm/gelu": 12,
-               "Split": 12, "LayerNormalization": 25, "Transpose": 37, "Reshape": 61, "Conv": 1, "Concat": 1,
+               "Split": 12, "LayerNormalization": 25, "Transpose": 37, "Reshape": 61, "FusedConv/none": 1, "Concat": 1,
                "Add": 1, "Gather": 1},
         fired={"attention": 12, "gelu_erf": 12, "matmul_bias": 48, "matmul_activation": 12, "matmul_residual": 24,
                "gemm_as_fused_gemm": 1}),
