@@ -1,5 +1,6 @@
 """Triton kernels generated from a Pointwise layer's body: one pass over the output, each input read
-once through its (broadcast) strides, every intermediate kept in registers, computed in float32.
+once through its (broadcast) strides and the output written through its strides (channels-last regions),
+every intermediate kept in registers, computed in float32.
 
 The source is produced from a fixed table of op templates: op names select templates, numbers are
 formatted as numbers, and nothing else from the engine file reaches the generated code. Bodies with
@@ -144,7 +145,7 @@ def generate(body: Graph) -> tuple[str, list[Tensor]] | None:
     if any(t.dtype not in _LOADABLE or t.rank is None or t.rank > rank for t in loads):
         return None
     params = ", ".join(f"p{i}" for i in range(len(loads)))
-    strides = ", ".join(f"s{i}_{d}" for i in range(len(loads)) for d in range(rank))
+    strides = ", ".join([f"s{i}_{d}" for i in range(len(loads)) for d in range(rank)] + [f"so_{d}" for d in range(rank)])
     src = ["import triton", "import triton.language as tl", "", "", "@triton.jit",
            f"def kernel({params}, out_ptr, n, {strides + ', ' if strides else ''}"
            + ", ".join(f"d{d}" for d in range(rank)) + (", " if rank else "") + "BLOCK: tl.constexpr):",
@@ -160,7 +161,8 @@ def generate(body: Graph) -> tuple[str, list[Tensor]] | None:
         src.append(f"    x{i} = tl.load(p{i} + {offset}, mask=mask){cast}")
     src.extend(lines)
     result = names[id(out)]
-    src.append(f"    tl.store(out_ptr + offs, ({result}).to(out_ptr.dtype.element_ty), mask=mask)")
+    out_offset = " + ".join(f"i{d} * so_{d}" for d in range(rank)) or "0"
+    src.append(f"    tl.store(out_ptr + {out_offset}, ({result}).to(out_ptr.dtype.element_ty), mask=mask)")
     return "\n".join(src) + "\n", loads[len(body.inputs):]
 
 
@@ -186,7 +188,7 @@ def compile_pointwise(body: Graph, device: torch.device, block: int = 1024) -> P
 
     def launch(inputs: list[torch.Tensor], out: torch.Tensor) -> None:
         tensors = list(inputs) + constants
-        strides = [s for t in tensors for s in _broadcast_strides(t, shape)]
+        strides = [s for t in [*tensors, out] for s in _broadcast_strides(t, shape)]
         kernel[grid](*tensors, out, n, *strides, *shape, BLOCK=block)
 
     return PointwiseKernel(launch, constants)
