@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -120,22 +121,22 @@ class ExecutionContext:
         return self._graph is not None
 
     def profile(self, feeds: Mapping[str, Any], runs: int = 20) -> list[tuple[str, float]]:
-        """Per-layer time (median milliseconds over `runs` eager runs, layer by layer), as (layer, ms).
-
-        Layers run one after another without a CUDA graph here, so the sum exceeds a graph replay by
-        the launch gaps a graph removes; the shares show where the time goes."""
+        """Per-layer time as (layer, median milliseconds): one eager pass computes every layer's real
+        inputs, then each layer's kernel runs `runs` times on them, back to back, timed with CUDA events (on
+        the CPU, the wall clock). On CUDA this is the layer's own GPU time, so the sum is comparable with a
+        graph replay, which adds only the gaps between kernels."""
         self.infer(feeds)
         self._bind(self._check(feeds))
-        samples: list[list[float]] = [[] for _ in self.engine.steps]
-        timer = _LayerTimer(self.device, len(self.engine.steps))
+        saved = list(self._values)  # NOTE: a captured graph keeps writing to these tensors; restore them after
+        timings = []
         with self._flags():
-            for _ in range(runs):
-                self._run(timer)
-                for i, ms in enumerate(timer.read()):
-                    samples[i].append(ms)
-        if not self._cuda:
-            self._values[:] = self._fixed
-        return [(step.node.name, float(np.median(ms))) for step, ms in zip(self.engine.steps, samples)]
+            self._run(release=False)
+            for step in self.engine.steps:
+                ins = [None if s is None else self._values[s] for s in step.inputs]
+                outs = [self._values[s] if self.engine.slots[s].kind == "activation" else None for s in step.outputs]
+                timings.append((step.node.name, _time_layer(lambda: step.kernel(ins, outs), self.device, runs)))
+        self._values[:] = saved if self._cuda else self._fixed
+        return timings
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -193,11 +194,9 @@ class ExecutionContext:
             finally:
                 torch.backends.cuda.matmul.allow_tf32 = saved
 
-    def _run(self, timer: "_LayerTimer | None" = None) -> None:
+    def _run(self, release: bool = True) -> None:
         values = self._values
-        for index, step in enumerate(self.engine.steps):
-            if timer is not None:
-                timer.mark(index)
+        for step in self.engine.steps:
             ins = [None if s is None else values[s] for s in step.inputs]
             outs = [values[s] for s in step.outputs]
             try:
@@ -215,10 +214,9 @@ class ExecutionContext:
                         raise ExecutionError(f"layer {step.node.name!r} ({step.node.op}) produced no output for "
                                              f"{self.engine.slots[s].tensor.name!r}")
                     values[s] = produced[i]
-            for s in step.release:
-                values[s] = None
-        if timer is not None:
-            timer.mark(len(self.engine.steps))
+            if release:
+                for s in step.release:
+                    values[s] = None
 
     def _output(self, slot: int) -> torch.Tensor:
         value = self._values[slot]
@@ -261,28 +259,23 @@ class ExecutionContext:
         return ", ".join(f"{b.name!r}: {b.dtype}{format_shape(b.shape)}" for b in self.engine.inputs) or "none"
 
 
-class _LayerTimer:
-    """Marks between layers: CUDA events on the GPU, the wall clock on the CPU."""
-
-    def __init__(self, device: torch.device, layers: int):
-        self.cuda = device.type == "cuda"
-        self.points: list[Any] = [None] * (layers + 1)
-
-    def mark(self, index: int) -> None:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.points[index] = event
-        else:
-            import time
-
-            self.points[index] = time.perf_counter()
-
-    def read(self) -> list[float]:
-        if self.cuda:
-            torch.cuda.synchronize()
-            return [a.elapsed_time(b) for a, b in zip(self.points, self.points[1:])]
-        return [(b - a) * 1000 for a, b in zip(self.points, self.points[1:])]
+def _time_layer(run, device: torch.device, runs: int) -> float:
+    run()
+    if device.type != "cuda":
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            run()
+            samples.append((time.perf_counter() - started) * 1000)
+        return float(np.median(samples))
+    torch.cuda.synchronize(device)
+    marks = [torch.cuda.Event(enable_timing=True) for _ in range(runs + 1)]
+    marks[0].record()
+    for mark in marks[1:]:
+        run()
+        mark.record()
+    torch.cuda.synchronize(device)
+    return float(np.median([a.elapsed_time(b) for a, b in zip(marks, marks[1:])]))
 
 
 def _as_tensor(value: Any, name: str) -> torch.Tensor:

@@ -98,7 +98,7 @@ def format_result(r: dict[str, Any]) -> list[str]:
         lines.append("D2H Latency: " + _stats_line(r["d2h_ms"]))
     lines.append(f"Device memory per context: {r['device_memory_bytes'] / 2**20:.2f} MiB")
     if "profile" in r:
-        lines.append("=== Per-layer profile (eager, layer by layer) ===")
+        lines.append("=== Per-layer profile (each layer's kernels timed alone on its real inputs) ===")
         width = min(56, max(len(p["layer"]) for p in r["profile"]))
         lines.append(f"  {'Layer':<{width}}  {'Op':<18} {'Tactic':<18} {'ms':>9} {'share':>7}")
         for p in sorted(r["profile"], key=lambda p: -p["ms"]):

@@ -120,6 +120,16 @@ def test_contexts_run_concurrently_on_streams(resnet_fp16):
         assert rel_l2(results[i], expected[i]) < FP16_AGREEMENT
 
 
+def test_profile_times_every_layer_and_leaves_the_graph_working(resnet_fp16):
+    engine, _, _ = resnet_fp16
+    ctx = engine.create_execution_context()
+    feeds = zoo.sample_inputs("resnet50", 2, seed=5)
+    before = ctx.infer(feeds)["logits"]
+    layers = ctx.profile(feeds, runs=5)
+    assert len(layers) == engine.num_layers and all(ms > 0 for _, ms in layers)
+    assert rel_l2(ctx.infer(feeds)["logits"], before) == 0
+
+
 def test_execute_async_reads_its_own_buffers_in_place(resnet_fp16):
     engine, _, _ = resnet_fp16
     ctx = engine.create_execution_context()
