@@ -48,6 +48,14 @@ class Registry:
             return versions[-1]
         raise UnsupportedError(f"node {node.name!r}: braze has no op {node.op!r} (version {node.version})")
 
+    def knows(self, node: Node) -> bool:
+        """Whether a definition (and so a reference implementation) exists for `node`."""
+        try:
+            self.for_node(node)
+        except UnsupportedError:
+            return False
+        return True
+
     def names(self, domain: str = "") -> list[str]:
         return sorted(name for (dom, name) in self._by_name if dom == _domain(domain))
 

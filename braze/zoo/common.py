@@ -102,3 +102,17 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def build_cnn(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """A convnet constructed, initialized and BatchNorm-calibrated under one seed."""
+    with seeded(seed):
+        model = factory()
+        init_cnn(model)
+        calibrate_batchnorm(model, torch.from_numpy(random_images(2, np.random.default_rng(seed))))
+    return model
+
+
+def image_sample(batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Inputs of an image classifier whose input is named `input`."""
+    return {"input": random_images(batch, rng)}

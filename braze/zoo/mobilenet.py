@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import ZooInput, ZooModel, calibrate_batchnorm, init_cnn, random_images, seeded
+from .common import ZooInput, ZooModel, build_cnn, image_sample
 
 SEED = 2
 
@@ -68,15 +68,7 @@ class MobileNetV2(nn.Module):
 
 
 def build() -> MobileNetV2:
-    with seeded(SEED):
-        model = MobileNetV2()
-        init_cnn(model)
-        calibrate_batchnorm(model, torch.from_numpy(random_images(2, np.random.default_rng(SEED))))
-    return model
-
-
-def sample(batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {"input": random_images(batch, rng)}
+    return build_cnn(MobileNetV2, SEED)  # type: ignore[return-value]
 
 
 SPEC = ZooModel(
@@ -85,6 +77,6 @@ SPEC = ZooModel(
     build=build,
     inputs=(ZooInput("input", (3, 224, 224), np.dtype(np.float32)),),
     outputs=("logits",),
-    sample=sample,
+    sample=image_sample,
     op_types=frozenset({"Conv", "BatchNormalization", "Clip", "Add", "GlobalAveragePool", "Flatten", "Gemm"}),
 )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnx.helper as oh
 import onnx.numpy_helper as onh
+from onnx.reference import ReferenceEvaluator
 
 import braze
 from braze.testing import assert_close
@@ -85,3 +87,24 @@ def rand(*shape: int, dtype=np.float32, low: float = -2.0, high: float = 2.0, se
     if np.dtype(dtype) == np.bool_:
         return rng.integers(0, 2, size=shape).astype(bool)
     return rng.integers(int(low) if low != -2.0 else -10, int(high) if high != 2.0 else 10, size=shape).astype(dtype)
+
+
+def check_bfloat16(op_type: str, inputs: Inputs, attrs: dict[str, Any] | None = None, *, opset: int,
+                   n_outputs: int = 1) -> None:
+    """braze in bfloat16 against onnxruntime in float32 on the same (bfloat16-rounded) inputs."""
+    items = inputs.items() if isinstance(inputs, dict) else inputs
+    f32 = {k: None if v is None else v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in items}
+    b16 = {k: None if v is None else v.astype(ml_dtypes.bfloat16) for k, v in f32.items()}
+    expected = run_ort(make_model(op_type, f32, attrs, opset=opset, n_outputs=n_outputs), feeds_of(f32))
+    actual = run_braze(make_model(op_type, b16, attrs, opset=opset, n_outputs=n_outputs), feeds_of(b16))
+    assert actual[0].dtype == ml_dtypes.bfloat16
+    for a, e in zip(actual, expected):
+        assert_close(a, e, "bfloat16", name=op_type)
+
+
+def check_reference(op_type: str, inputs: Inputs, attrs: dict[str, Any] | None, **kw: Any) -> None:
+    """Like check_op, against ONNX's reference evaluator (for dtypes onnxruntime has no kernel for)."""
+    model = make_model(op_type, inputs, attrs, **kw)
+    feeds = feeds_of(inputs)
+    for actual, expected in zip(run_braze(model, feeds), ReferenceEvaluator(model).run(None, feeds)):
+        assert_close(actual, expected, name=op_type)

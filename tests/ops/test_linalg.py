@@ -1,4 +1,3 @@
-import ml_dtypes
 import numpy as np
 import onnx.helper as oh
 import pytest
@@ -7,20 +6,11 @@ from onnx import TensorProto
 import braze
 from braze.testing import assert_close
 
-from .harness import check_op, feeds_of, make_model, rand, run_braze, run_ort
+from .harness import check_bfloat16, check_op, feeds_of, make_model, rand, run_braze
 
 F16, F64 = np.float16, np.float64
 
 
-def check_bfloat16(op_type, inputs, attrs=None, *, opset, n_outputs=1):
-    """braze in bfloat16 against onnxruntime in float32 on the same (bfloat16-rounded) inputs."""
-    f32 = {k: None if v is None else v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in inputs.items()}
-    b16 = {k: None if v is None else v.astype(ml_dtypes.bfloat16) for k, v in inputs.items()}
-    expected = run_ort(make_model(op_type, f32, attrs, opset=opset, n_outputs=n_outputs), feeds_of(f32))
-    actual = run_braze(make_model(op_type, b16, attrs, opset=opset, n_outputs=n_outputs), feeds_of(b16))
-    assert actual[0].dtype == ml_dtypes.bfloat16
-    for a, e in zip(actual, expected):
-        assert_close(a, e, "bfloat16", name=op_type)
 
 
 def expect_error(op_type, inputs, attrs, match, **kw):

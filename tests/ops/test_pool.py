@@ -1,33 +1,16 @@
-import ml_dtypes
 import numpy as np
 import onnx.helper as oh
 import pytest
 from onnx import TensorProto
-from onnx.reference import ReferenceEvaluator
 
 import braze
 from braze.testing import assert_close
 
-from .harness import check_op, feeds_of, make_model, rand, run_braze, run_ort
+from .harness import check_bfloat16, check_op, check_reference, feeds_of, make_model, rand, run_braze, run_ort
 
 
-def check_bfloat16(op_type, inputs, attrs=None, *, opset, n_outputs=1):
-    """braze in bfloat16 against onnxruntime in float32 on the same (bfloat16-rounded) inputs."""
-    f32 = {k: None if v is None else v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in inputs.items()}
-    b16 = {k: None if v is None else v.astype(ml_dtypes.bfloat16) for k, v in inputs.items()}
-    expected = run_ort(make_model(op_type, f32, attrs, opset=opset, n_outputs=n_outputs), feeds_of(f32))
-    actual = run_braze(make_model(op_type, b16, attrs, opset=opset, n_outputs=n_outputs), feeds_of(b16))
-    assert actual[0].dtype == ml_dtypes.bfloat16
-    for a, e in zip(actual, expected):
-        assert_close(a, e, "bfloat16", name=op_type)
 
 
-def check_reference(op_type, inputs, attrs, **kw):
-    """Like check_op, against ONNX's reference evaluator (for cases onnxruntime refuses)."""
-    model = make_model(op_type, inputs, attrs, **kw)
-    feeds = feeds_of(inputs)
-    for actual, expected in zip(run_braze(model, feeds), ReferenceEvaluator(model).run(None, feeds)):
-        assert_close(actual, expected, name=op_type)
 
 
 def typed(model, rank):

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from ...device import Target
-from ...errors import ExecutionError, UnsupportedError
+from ...errors import ExecutionError
 from ...ir import Node
 from ...ops import REGISTRY
 from ..tactic import TacticBase
@@ -19,11 +19,7 @@ class ReferenceTactic(TacticBase):
     name = "reference"
 
     def supports(self, node: Node, target: Target) -> bool:
-        try:
-            REGISTRY.for_node(node)
-        except UnsupportedError:
-            return False
-        return True
+        return REGISTRY.knows(node)
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         opdef = REGISTRY.for_node(node)
@@ -37,9 +33,12 @@ class ReferenceTactic(TacticBase):
                 if out is None:
                     # NOTE: a result that is a view of an input (a Reshape to a run-time shape) must not
                     # outlive it: the memory plan does not know of the alias and reuses the input's memory.
-                    if _aliases(res, inputs):
+                    # Sequences and optionals hold tensors of their own (braze/ops/sequence.py).
+                    if isinstance(res, torch.Tensor) and _aliases(res, inputs):
                         results[i] = res.clone()
                     continue
+                if not isinstance(res, torch.Tensor):
+                    raise ExecutionError(f"output {name!r} came out as {_kind(res)}, planned as a tensor")
                 if out.shape != res.shape or out.dtype != res.dtype:
                     raise ExecutionError(f"output {name!r} came out as {res.dtype}{list(res.shape)}, "
                                          f"planned as {out.dtype}{list(out.shape)}")
@@ -49,6 +48,10 @@ class ReferenceTactic(TacticBase):
         return kernel
 
 
-def _aliases(t: torch.Tensor, inputs: Sequence[torch.Tensor | None]) -> bool:
+def _aliases(t: torch.Tensor, inputs: Sequence[Any]) -> bool:
     storage = t.untyped_storage().data_ptr()
-    return any(x is not None and x.untyped_storage().data_ptr() == storage for x in inputs)
+    return any(isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == storage for x in inputs)
+
+
+def _kind(value: Any) -> str:
+    return "nothing (an empty optional)" if value is None else f"a {type(value).__name__}"

@@ -12,7 +12,6 @@ from typing import Any, Sequence
 import torch
 
 from ...device import Target
-from ...errors import UnsupportedError
 from ...ir import Node
 from ...ops import REGISTRY
 from ..tactic import TacticBase
@@ -23,13 +22,11 @@ class TorchTactic(TacticBase):
     writes_output = False
 
     def supports(self, node: Node, target: Target) -> bool:
-        try:
-            REGISTRY.for_node(node)
-        except UnsupportedError:
-            return False
-        return True
+        return REGISTRY.knows(node)
 
     def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
+        if _host_work(node):  # NOTE: one configuration: the tuner cannot make sample sequences or run a body alone
+            return [{"device": "cuda"}]
         return [{"device": "cuda"}, {"device": "cpu"}]
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
@@ -38,17 +35,30 @@ class TorchTactic(TacticBase):
         if config.get("device") == "cpu":
             device = target.device
 
-            def on_cpu(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
-                args = [None if x is None else x.cpu() for x in inputs]
-                return [r.to(device) for r in opdef.run(args, attrs, n_out)]
+            def on_cpu(inputs: Sequence[Any], outputs: Sequence[torch.Tensor | None]):
+                args = [_moved(x, torch.device("cpu")) for x in inputs]
+                return [_moved(r, device) for r in opdef.run(args, attrs, n_out)]
 
             on_cpu.capturable = False  # type: ignore[attr-defined]
             return on_cpu
 
-        def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
+        def kernel(inputs: Sequence[Any], outputs: Sequence[torch.Tensor | None]):
             return opdef.run(inputs, attrs, n_out)
 
+        kernel.capturable = not _host_work(node)  # type: ignore[attr-defined]
         return kernel
+
+
+def _host_work(node: Node) -> bool:
+    """Control flow (decided on the host) or sequences and optionals (host lists): never in a CUDA graph."""
+    return REGISTRY.for_node(node).outer_inputs or any(
+        t is not None and not t.is_tensor for t in list(node.inputs) + list(node.outputs))
+
+
+def _moved(value: Any, device: torch.device) -> Any:
+    if isinstance(value, list):
+        return [x.to(device) for x in value]
+    return None if value is None else value.to(device)
 
 
 class GatherTactic(TacticBase):
