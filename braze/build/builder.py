@@ -142,6 +142,8 @@ def bind_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> None:
             if any(d < 0 for d in given):
                 raise ShapeError(f"input {t.name!r}: shape {format_shape(given)} has a negative dim")
             t.shape = given
+        elif not t.is_tensor:  # a sequence's tensors, or an optional's, are only known when fed
+            t.shape = None if t.shape is None else tuple(d if isinstance(d, int) else None for d in t.shape)
         elif not t.is_static:
             unresolved.append(t)
         if t.dtype is None:

@@ -8,7 +8,8 @@ the end). Two kinds of tensors share memory with another:
     output's strides), so their producers write the concatenated result directly.
 The remaining tensors are placed largest first, each at the lowest aligned offset that overlaps no
 placed tensor whose lifetime it shares (greedy by size). Tensors whose shape is only known at run
-time are left out; the runtime allocates them when produced.
+time are left out, as are sequences and optionals (never static); the runtime allocates them when
+produced. A control-flow node lists what its subgraphs read as inputs, so those live long enough.
 """
 
 from __future__ import annotations

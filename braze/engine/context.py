@@ -6,6 +6,9 @@ run captures the whole engine as one CUDA graph on the context's own stream, whi
 replay; tensors that library kernels allocate come from that graph's private pool, once. A context
 runs one inference at a time: use one context per thread (or per stream) to run an engine
 concurrently.
+
+Sequences and optionals travel as a list of tensors and as their element or None; they are never
+in the arena, and their inputs get no static buffer.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import numpy as np
 import torch
 
 from ..errors import BrazeError, ExecutionError, InputError
-from ..ir import DType, contiguous_strides, format_shape, to_numpy, to_torch
+from ..ir import (OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, DType, Tensor, contiguous_strides, format_shape,
+                  to_numpy, to_torch)
 from .engine import Binding, Engine
 
 
@@ -41,12 +45,16 @@ class ExecutionContext:
                 stride = strides.get(t.name) or contiguous_strides(t.shape)  # type: ignore[arg-type]
                 self._values[i] = typed.as_strided(t.shape, stride)  # type: ignore[arg-type]
         self._cuda = engine.target.is_cuda
-        self._static_inputs: list[torch.Tensor] = []
+        # NOTE: a run-time allocated slot is handed to its kernel as None on every run, never last run's tensor
+        self._dynamic = frozenset(i for i, slot in enumerate(engine.slots) if slot.kind == "dynamic")
+        self._static_inputs: list[torch.Tensor | None] = []  # per input; None for sequences and optionals
         if self._cuda:
             for b, slot in zip(engine.inputs, engine.input_slots):
-                buffer = torch.zeros(b.shape, dtype=b.dtype.torch, device=device)  # type: ignore[arg-type]
+                buffer = None
+                if b.kind == TENSOR:
+                    buffer = torch.zeros(b.shape, dtype=b.dtype.torch, device=device)  # type: ignore[arg-type]
+                    self._values[slot] = buffer
                 self._static_inputs.append(buffer)
-                self._values[slot] = buffer
             self.stream = torch.cuda.Stream(device)
         self._fixed = list(self._values)
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -66,20 +74,21 @@ class ExecutionContext:
 
         Returns name -> output: numpy arrays, or torch tensors (on the engine's device) when any
         input was a torch tensor. Outputs are copies: the next run does not change them."""
-        as_torch = any(isinstance(v, torch.Tensor) for v in feeds.values())
+        as_torch = any(isinstance(x, torch.Tensor) for v in feeds.values()
+                       for x in (v if isinstance(v, (list, tuple)) else [v]))
         values = self._check(feeds)
         if self._cuda:
             with torch.cuda.stream(self.stream):
                 self._bind(values)
                 self._execute()
-                outputs = [self._output(slot).clone() for slot in self.engine.output_slots]
+                outputs = [_copy(self._values[slot]) for slot in self.engine.output_slots]
             self.stream.synchronize()
         else:
             self._bind(values)
             self._execute()
-            outputs = [self._output(slot).clone() for slot in self.engine.output_slots]
+            outputs = [_copy(self._values[slot]) for slot in self.engine.output_slots]
             self._values[:] = self._fixed
-        return {b.name: (v if as_torch else to_numpy(v)) for b, v in zip(self.engine.outputs, outputs)}
+        return {b.name: (v if as_torch else _to_numpy(v)) for b, v in zip(self.engine.outputs, outputs)}
 
     def execute_async(self, bindings: Mapping[str, torch.Tensor], stream: torch.cuda.Stream | None = None
                       ) -> dict[str, torch.Tensor]:
@@ -95,15 +104,17 @@ class ExecutionContext:
         values = self._check(inputs, copy=False)
         stream = stream or torch.cuda.current_stream(self.device)
         with torch.cuda.stream(stream):
-            for buffer, value in zip(self._static_inputs, values):
-                if value.data_ptr() != buffer.data_ptr():
+            for buffer, value, slot in zip(self._static_inputs, values, self.engine.input_slots):
+                if buffer is None:
+                    self._values[slot] = value
+                elif value.data_ptr() != buffer.data_ptr():
                     buffer.copy_(value, non_blocking=True)
             self._execute()
             results = {}
             for b, slot in zip(self.engine.outputs, self.engine.output_slots):
-                out = self._output(slot)
+                out = self._values[slot]
                 given = bindings.get(b.name)
-                if given is not None:
+                if given is not None and isinstance(out, torch.Tensor):
                     given.copy_(out, non_blocking=True)
                     out = given
                 results[b.name] = out
@@ -113,6 +124,8 @@ class ExecutionContext:
         """The static device buffer of input `name` (CUDA): write into it and execute_async reads it in place."""
         for b, buffer in zip(self.engine.inputs, self._static_inputs):
             if b.name == name:
+                if buffer is None:
+                    raise InputError(f"input {name!r} is a {b.kind.replace('_', ' ')}: it has no static buffer")
                 return buffer
         raise InputError(f"no input named {name!r}; the engine's inputs are {self._describe_inputs()}")
 
@@ -140,13 +153,12 @@ class ExecutionContext:
 
     # -- running -----------------------------------------------------------------------------------
 
-    def _bind(self, values: list[torch.Tensor]) -> None:
-        if self._cuda:
-            for buffer, value in zip(self._static_inputs, values):
-                buffer.copy_(value, non_blocking=True)
-        else:
-            for slot, value in zip(self.engine.input_slots, values):
+    def _bind(self, values: list[Any]) -> None:
+        for buffer, value, slot in zip(self._static_inputs or [None] * len(values), values, self.engine.input_slots):
+            if buffer is None:
                 self._values[slot] = value
+            else:
+                buffer.copy_(value, non_blocking=True)
 
     def _execute(self) -> None:
         if self._graph is None:
@@ -204,7 +216,7 @@ class ExecutionContext:
             except BrazeError as e:
                 raise ExecutionError(f"layer {step.node.name!r} ({step.node.op}, tactic {step.tactic}): {e}") from e
             except Exception as e:
-                shapes = ", ".join("_" if x is None else f"{str(x.dtype).removeprefix('torch.')}{list(x.shape)}" for x in ins)
+                shapes = ", ".join(_describe(x) for x in ins)
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise ExecutionError(f"layer {step.node.name!r} ({step.node.op}, tactic {step.tactic}) failed "
                                      f"on inputs ({shapes}): {first}") from e
@@ -218,14 +230,9 @@ class ExecutionContext:
                 for s in step.release:
                     values[s] = None
 
-    def _output(self, slot: int) -> torch.Tensor:
-        value = self._values[slot]
-        assert value is not None, "outputs are never released"
-        return value
-
     # -- checking inputs -----------------------------------------------------------------------------
 
-    def _check(self, feeds: Mapping[str, Any], copy: bool = True) -> list[torch.Tensor]:
+    def _check(self, feeds: Mapping[str, Any], copy: bool = True) -> list[Any]:
         expected = [b.name for b in self.engine.inputs]
         missing = [n for n in expected if n not in feeds]
         extra = [n for n in feeds if n not in expected]
@@ -238,8 +245,10 @@ class ExecutionContext:
             raise InputError(f"{'; '.join(parts)}; the engine's inputs are {self._describe_inputs()}")
         return [self._checked(b, feeds[b.name], copy) for b in self.engine.inputs]
 
-    def _checked(self, binding: Binding, raw: Any, copy: bool) -> torch.Tensor:
-        value = _as_tensor(raw, binding.name)
+    def _checked(self, binding: Binding, raw: Any, copy: bool) -> Any:
+        if binding.kind != TENSOR:
+            return self._checked_value(binding, raw)
+        value = _as_tensor(raw, f"input {binding.name!r}")
         got = DType.from_torch(value.dtype)
         if got != binding.dtype:
             raise InputError(f"input {binding.name!r} is {got}, the engine expects {binding.dtype} "
@@ -255,8 +264,31 @@ class ExecutionContext:
             return value
         return value.to(self.device).contiguous()
 
+    def _checked_value(self, binding: Binding, raw: Any) -> Any:
+        """A sequence (a list of tensors) or an optional (its element, or None) fed for `binding`."""
+        if raw is None and binding.kind in (OPTIONAL_TENSOR, OPTIONAL_SEQUENCE):
+            return None
+        if binding.kind in (SEQUENCE, OPTIONAL_SEQUENCE):
+            if not isinstance(raw, (list, tuple)):
+                raise InputError(f"input {binding.name!r} is a sequence; pass a list of arrays or tensors, "
+                                 f"not a {type(raw).__name__}")
+            return [self._element(binding, x, f"item {i} of input {binding.name!r}") for i, x in enumerate(raw)]
+        return self._element(binding, raw, f"input {binding.name!r}")
+
+    def _element(self, binding: Binding, raw: Any, what: str) -> torch.Tensor:
+        value = _as_tensor(raw, what)
+        got = DType.from_torch(value.dtype)
+        if got != binding.dtype:
+            raise InputError(f"{what} is {got}, the engine expects {binding.dtype}")
+        shape = binding.shape
+        if shape is not None and (value.dim() != len(shape) or any(
+                isinstance(d, int) and d != n for d, n in zip(shape, value.shape))):
+            raise InputError(f"{what} has shape {format_shape(tuple(value.shape))}, the engine was built for "
+                             f"{format_shape(shape)}")
+        return value.to(self.device).contiguous()
+
     def _describe_inputs(self) -> str:
-        return ", ".join(f"{b.name!r}: {b.dtype}{format_shape(b.shape)}" for b in self.engine.inputs) or "none"
+        return ", ".join(f"{b.name!r}: {_type_str(b)}" for b in self.engine.inputs) or "none"
 
 
 def _time_layer(run, device: torch.device, runs: int) -> float:
@@ -278,7 +310,32 @@ def _time_layer(run, device: torch.device, runs: int) -> float:
     return float(np.median([a.elapsed_time(b) for a, b in zip(marks, marks[1:])]))
 
 
-def _as_tensor(value: Any, name: str) -> torch.Tensor:
+def _type_str(b: Binding) -> str:
+    return Tensor(b.name, b.dtype, b.shape, kind=b.kind).type_str()
+
+
+def _copy(value: Any) -> Any:
+    """An output's value that the next run cannot change (a sequence's tensors are its own already)."""
+    if isinstance(value, list):
+        return list(value)
+    return None if value is None else value.clone()
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, list):
+        return [to_numpy(x) for x in value]
+    return None if value is None else to_numpy(value)
+
+
+def _describe(x: Any) -> str:
+    if x is None:
+        return "_"
+    if isinstance(x, list):
+        return f"sequence of {len(x)}"
+    return f"{str(x.dtype).removeprefix('torch.')}{list(x.shape)}"
+
+
+def _as_tensor(value: Any, what: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach()
     if isinstance(value, np.generic):
@@ -287,5 +344,5 @@ def _as_tensor(value: Any, name: str) -> torch.Tensor:
         try:
             return to_torch(value)
         except TypeError:
-            raise InputError(f"input {name!r} has numpy dtype {value.dtype}, which braze does not support") from None
-    raise InputError(f"input {name!r} is a {type(value).__name__}; pass a numpy array or a torch tensor")
+            raise InputError(f"{what} has numpy dtype {value.dtype}, which braze does not support") from None
+    raise InputError(f"{what} is a {type(value).__name__}; pass a numpy array or a torch tensor")

@@ -16,7 +16,7 @@ import torch
 
 from ..device import Target, check_signature, describe
 from ..errors import BrazeError, DeviceMismatchError, EngineFormatError
-from ..ir import DType, Node, Tensor
+from ..ir import TENSOR, DType, Node, Tensor
 from ..kernels import Kernel, tactic_by_name
 from .format import deserialize, serialize
 from .plan import Plan
@@ -24,11 +24,12 @@ from .plan import Plan
 
 @dataclass(frozen=True)
 class Binding:
-    """One engine input or output: its name, dtype and shape."""
+    """One engine input or output: its name, dtype and shape (of each tensor, for a sequence or optional)."""
 
     name: str
     dtype: DType
-    shape: tuple[int | None, ...]
+    shape: tuple[int | None, ...] | None
+    kind: str = TENSOR
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Step:
 @dataclass
 class SlotInfo:
     tensor: Tensor
-    kind: str  # "input", "weight", "activation", "dynamic"
+    kind: str  # "input", "weight", "activation", "dynamic" (allocated at run time: also sequences, optionals)
     offset: int = -1
 
 
@@ -57,8 +58,8 @@ class Engine:
         self.plan = plan
         self.target = target
         self.graph = plan.graph
-        self.inputs = [Binding(t.name, t.dtype, t.shape) for t in self.graph.inputs]  # type: ignore[arg-type]
-        self.outputs = [Binding(t.name, t.dtype, t.shape) for t in self.graph.outputs]  # type: ignore[arg-type]
+        self.inputs = [Binding(t.name, t.dtype, t.shape, t.kind) for t in self.graph.inputs]  # type: ignore[arg-type]
+        self.outputs = [Binding(t.name, t.dtype, t.shape, t.kind) for t in self.graph.outputs]  # type: ignore[arg-type]
         self.slots: list[SlotInfo] = []
         self.weights: list[torch.Tensor | None] = []
         self.steps = self._compile()

@@ -5,6 +5,10 @@ tactic and configuration chosen for each layer, the activation memory plan and t
 signature. `to_json` / `from_json` convert it losslessly; tensors (constants, tensor-valued
 attributes) travel separately as a name -> torch.Tensor dict, saved as safetensors. Nothing
 in a plan is code: decoding only builds IR objects from strings, numbers and tensors.
+
+Subgraphs are encoded inside their node's attributes, each with its own tensor table; a tensor
+it reads from an enclosing graph (listed in its "outer") is bound again, by name, to that graph's
+tensor when decoded. Sequences and optionals carry their "kind" (tensors leave it out).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import EngineFormatError
-from ..ir import DType, Graph, Node, Tensor
+from ..ir import KINDS, TENSOR, DType, Graph, Node, Tensor
 
 
 @dataclass
@@ -89,6 +93,8 @@ class _GraphEncoder:
             if t.name not in tensors:
                 entry: dict[str, Any] = {"dtype": t.dtype.value if t.dtype else None,
                                          "shape": None if t.shape is None else list(t.shape)}
+                if not t.is_tensor:
+                    entry["kind"] = t.kind
                 if t.value is not None:
                     entry["weight"] = self.weight(t.name, t.value)
                 tensors[t.name] = entry
@@ -146,7 +152,10 @@ class _GraphDecoder:
                 value = self.weights[entry["weight"]]
             shape = None if entry["shape"] is None else tuple(entry["shape"])
             dtype = DType(entry["dtype"]) if entry["dtype"] else None
-            scope[name] = Tensor(name, dtype, shape, value)
+            kind = entry.get("kind", TENSOR)
+            if kind not in KINDS:
+                raise EngineFormatError(f"engine plan gives tensor {name!r} the unknown kind {kind!r}")
+            scope[name] = Tensor(name, dtype, shape, value, kind)
 
         def get(name: str | None) -> Tensor | None:
             if name is None:

@@ -6,6 +6,8 @@ Shape inference over a graph lives in `infer`; the per-op rules it applies come 
 """
 
 from .dtype import DType, to_numpy, to_torch
-from .graph import Dim, Graph, Node, Tensor, contiguous_strides, format_shape, subgraphs
+from .graph import (KINDS, OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, Dim, Graph, Node, Tensor,
+                    contiguous_strides, format_shape, subgraphs)
 
-__all__ = ["DType", "Dim", "Graph", "Node", "Tensor", "contiguous_strides", "format_shape", "subgraphs", "to_numpy", "to_torch"]
+__all__ = ["DType", "Dim", "Graph", "KINDS", "Node", "OPTIONAL_SEQUENCE", "OPTIONAL_TENSOR", "SEQUENCE", "TENSOR", "Tensor",
+           "contiguous_strides", "format_shape", "subgraphs", "to_numpy", "to_torch"]

@@ -4,6 +4,10 @@ A Graph is a list of Nodes in SSA form over named Tensors. A Tensor is either a 
 a constant (it carries `value`, a torch tensor on the CPU), or the output of exactly one Node.
 Node inputs may be `None` for omitted optional inputs. Producer and consumer maps are computed
 on demand, so passes can edit `graph.nodes` freely and ask again.
+
+Most values are tensors; a Tensor's `kind` also allows the two other value kinds of ONNX: a
+sequence of tensors and an optional (a tensor or a sequence, or nothing). For those, `dtype` and
+`shape` describe the tensors they hold (a dim is None where the tensors differ in it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from .dtype import DType
 Dim = int | str | None
 """A dimension: an int, a symbolic name (str), or None where it is unknown until run time."""
 
+TENSOR, SEQUENCE, OPTIONAL_TENSOR, OPTIONAL_SEQUENCE = "tensor", "sequence", "optional_tensor", "optional_sequence"
+KINDS = (TENSOR, SEQUENCE, OPTIONAL_TENSOR, OPTIONAL_SEQUENCE)
+"""Value kinds. At run time a sequence is a list of tensors, an optional its element or None."""
+
 
 @dataclass(eq=False)
 class Tensor:
@@ -27,10 +35,15 @@ class Tensor:
     dtype: DType | None = None
     shape: tuple[Dim, ...] | None = None  # None: rank unknown
     value: torch.Tensor | None = None  # set for constants (initializers, folded values)
+    kind: str = TENSOR  # one of KINDS
 
     @property
     def is_constant(self) -> bool:
         return self.value is not None
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.kind == TENSOR
 
     @property
     def rank(self) -> int | None:
@@ -38,8 +51,8 @@ class Tensor:
 
     @property
     def is_static(self) -> bool:
-        """Every dim is a known int."""
-        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+        """A tensor (not a sequence or an optional) whose every dim is a known int: its size is fixed."""
+        return self.kind == TENSOR and self.shape is not None and all(isinstance(d, int) for d in self.shape)
 
     @property
     def numel(self) -> int:
@@ -55,7 +68,9 @@ class Tensor:
         return self.numel * (self.dtype.itemsize if self.dtype else 0)
 
     def type_str(self) -> str:
-        return f"{self.dtype or '?'}{format_shape(self.shape)}"
+        element = f"{self.dtype or '?'}{format_shape(self.shape)}"
+        return {SEQUENCE: f"seq({element})", OPTIONAL_TENSOR: f"opt({element})",
+                OPTIONAL_SEQUENCE: f"opt(seq({element}))"}.get(self.kind, element)
 
     def __repr__(self) -> str:
         kind = " const" if self.is_constant else ""
@@ -286,7 +301,7 @@ def _copy_graph(graph: Graph, mapping: dict[int, Tensor]) -> Graph:
         if t is None:
             return None
         if id(t) not in mapping:
-            mapping[id(t)] = Tensor(t.name, t.dtype, t.shape, t.value)
+            mapping[id(t)] = Tensor(t.name, t.dtype, t.shape, t.value, t.kind)
         return mapping[id(t)]
 
     def attr(value: Any) -> Any:

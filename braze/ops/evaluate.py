@@ -1,27 +1,30 @@
 """Run a graph with the ops' reference implementations: the oracle, node by node, on the CPU.
 
-Used for Pointwise bodies, constant folding, and whole-graph reference runs (`run_graph`).
+Used for Pointwise bodies, constant folding, control-flow bodies and whole-graph reference runs
+(`run_graph`). Values are tensors, or for sequences and optionals lists of tensors and None.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
 from ..ir import Graph
 
 
-def run_graph(graph: Graph, inputs: Sequence[torch.Tensor], outer: Mapping[int, torch.Tensor] | None = None
-              ) -> list[torch.Tensor]:
+def run_graph(graph: Graph, inputs: Sequence[Any], outer: Mapping[int, Any] | None = None,
+              device: torch.device | None = None) -> list[Any]:
     """Evaluate `graph` on `inputs` (in the order of graph.inputs); `outer` gives values of graph.outer
-    tensors by id. Returns the outputs in order."""
+    tensors by id. Constants are moved to `device` (default: where the first input or outer tensor is).
+    Returns the outputs in order."""
     from . import REGISTRY
 
-    values: dict[int, torch.Tensor] = dict(outer or {})
+    values: dict[int, Any] = dict(outer or {})
     for t, v in zip(graph.inputs, inputs):
         values[id(t)] = v
-    device = inputs[0].device if inputs else torch.device("cpu")
+    if device is None:
+        device = device_of(list(inputs) + list(values.values()))
     for node in graph.nodes:
         args = []
         for t in node.inputs:
@@ -35,3 +38,15 @@ def run_graph(graph: Graph, inputs: Sequence[torch.Tensor], outer: Mapping[int, 
         for t, r in zip(node.outputs, results):
             values[id(t)] = r
     return [t.value.to(device) if t.value is not None else values[id(t)] for t in graph.outputs]
+
+
+def device_of(values: Iterable[Any]) -> torch.device:
+    """The device of the first tensor among `values` (lists searched too); the CPU if there is none."""
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            return v.device
+        if isinstance(v, (list, tuple)):
+            for item in v:
+                if isinstance(item, torch.Tensor):
+                    return item.device
+    return torch.device("cpu")

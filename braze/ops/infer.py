@@ -7,7 +7,8 @@ For every node, in order, the outputs' dtypes and shapes come from one of:
   3. running the reference on meta tensors (no data, no time), with the known values of the
      op's `value_inputs` (a Reshape's target shape, a Slice's starts) passed for real.
 When a value that decides a shape is not known until run time, the output's shape is left
-unknown (None) and the runtime allocates that tensor when it is produced.
+unknown (None) and the runtime allocates that tensor when it is produced. Sequences and
+optionals (Tensor.kind) only pass through ops whose own rule knows them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import BrazeError, ShapeError
-from ..ir import DType, Graph, Node, Tensor, format_shape
+from ..ir import TENSOR, DType, Graph, Node, Tensor
 
 # A tensor whose value is at most this many elements is carried as a known value.
 VALUE_LIMIT = 1 << 12
@@ -29,6 +30,12 @@ class Inferred:
     dtype: DType
     shape: tuple[int | None, ...] | None
     value: torch.Tensor | None = None  # known value (small tensors only)
+    kind: str = TENSOR  # a sequence or optional holds tensors of `dtype` and `shape`
+
+    @staticmethod
+    def of(t: Tensor) -> "Inferred":
+        """The type a tensor has now (no value)."""
+        return Inferred(t.dtype, t.shape, kind=t.kind)  # type: ignore[arg-type]
 
 
 def infer_graph(graph: Graph, lookup: Callable[[Node], Any], known: dict[int, torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
@@ -46,7 +53,7 @@ def infer_graph(graph: Graph, lookup: Callable[[Node], Any], known: dict[int, to
                 raise ShapeError(f"node {node.name!r} ({node.op}): input {t.name!r} has no known dtype")
         results = infer_node(opdef, node, values)
         for t, r in zip(node.outputs, results):
-            t.dtype, t.shape = r.dtype, r.shape
+            t.dtype, t.shape, t.kind = r.dtype, r.shape, r.kind
             if r.value is not None and r.value.numel() <= VALUE_LIMIT:
                 known[id(t)] = r.value
             else:
@@ -56,6 +63,11 @@ def infer_graph(graph: Graph, lookup: Callable[[Node], Any], known: dict[int, to
 
 def infer_node(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
     n_out = len(node.outputs)
+    if opdef.infer is None:
+        odd = next((t for t in node.inputs if t is not None and not t.is_tensor), None)
+        if odd is not None:
+            raise ShapeError(f"{describe_node(node)}: input {odd.name!r} is a {odd.kind.replace('_', ' ')}; "
+                             f"{node.op} takes tensors")
     try:
         if opdef.infer is not None:
             results = opdef.infer(node, values)
@@ -106,7 +118,7 @@ def _data_dependent(opdef: Any, node: Node) -> list[Inferred]:
 
 def describe_node(node: Node) -> str:
     """`node 'conv1' (Conv) with inputs x: float32[1,3,224,224], w: float32[64,3,7,7]`."""
-    ins = ", ".join("_" if t is None else f"{t.name}: {t.dtype or '?'}{format_shape(t.shape)}" for t in node.inputs)
+    ins = ", ".join("_" if t is None else f"{t.name}: {t.type_str()}" for t in node.inputs)
     return f"node {node.name!r} ({node.op}) with inputs {ins or 'none'}"
 
 

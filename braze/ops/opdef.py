@@ -14,6 +14,9 @@ the number of outputs the node asks for. The function returns one tensor or a tu
 Shape and dtype inference default to running the reference on meta tensors, so the rule can
 never disagree with the implementation; `value_inputs` names the inputs whose values (not just
 shapes) decide the output shape, and `infer=` replaces the rule where meta evaluation cannot work.
+
+Ops with subgraphs that may read tensors of the enclosing graph (If, Loop, Scan, SequenceMap) say
+`outer_inputs=True`: their nodes take those reads as trailing inputs (see `subgraph.py`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class OpDef:
     random: bool = False  # output is not a function of the inputs: never fold or cache it
     dtype_rule: Callable[..., Any] | None = None  # output dtypes when the shape is data-dependent
     n_inputs: tuple[int, int | None] = (0, 0)  # (min, max); max None: variadic
+    outer_inputs: bool = False  # the outer-scope reads of its subgraphs follow the node's own inputs
     attrs: dict[str, AttrSpec] = field(default_factory=dict)
     wants_outputs: bool = False
 
@@ -100,6 +104,7 @@ def op(
     infer: Callable[..., Any] | None = None,
     random: bool = False,
     dtype_rule: Callable[..., Any] | None = None,
+    outer_inputs: bool = False,
 ) -> Callable[[Callable[..., Any]], OpDef]:
     """Turn a reference implementation into an OpDef (see the module docstring)."""
 
@@ -135,6 +140,7 @@ def op(
             random=random,
             dtype_rule=dtype_rule,
             n_inputs=(n_min, None if variadic else n_max),
+            outer_inputs=outer_inputs,
             attrs=attrs,
             wants_outputs=wants_outputs,
         )

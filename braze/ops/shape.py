@@ -256,9 +256,15 @@ def tile(x, repeats):
     return x.repeat(reps) if reps else x
 
 
-@op("Identity")
+def _infer_identity(node: Node, values) -> list[Inferred]:
+    """Any value passes through: a tensor (its known value too), a sequence or an optional."""
+    x = node.inputs[0]
+    return [Inferred(x.dtype, x.shape, values[0], x.kind)]  # type: ignore[arg-type,union-attr]
+
+
+@op("Identity", infer=_infer_identity)
 def identity(x):
-    return x
+    return (x,)  # NOTE: a tuple, so that a sequence (a list) stays one output
 
 
 @op("Dropout", since=10)

@@ -1,10 +1,14 @@
 """Constant folding: a node whose inputs are all constants (or whose outputs' values are known from
-static shapes, as Shape's are) is evaluated once at build time and replaced by its results."""
+static shapes, as Shape's are) is evaluated once at build time and replaced by its results.
+
+Control-flow nodes fold too (their outer reads are inputs like any other), unless a subgraph draws
+random numbers; sequences and optionals are never constants."""
 
 from __future__ import annotations
 
 from ..ir import DType, Graph, Node, subgraphs
 from ..ops import REGISTRY, infer_shapes
+from ..ops.subgraph import has_random
 
 # Outputs larger than this many elements stay computed at run time.
 FOLD_LIMIT = 1 << 24
@@ -14,7 +18,7 @@ def run(graph: Graph, ctx) -> None:
     known = infer_shapes(graph)
     for node in list(graph.nodes):
         opdef = REGISTRY.for_node(node)
-        if opdef.random or any(True for _ in subgraphs(node)):
+        if opdef.random or has_random(list(subgraphs(node))) or not all(t.is_tensor for t in node.outputs):
             continue
         if all(id(t) in known for t in node.outputs):
             values = [known[id(t)] for t in node.outputs]

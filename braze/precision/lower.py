@@ -45,7 +45,8 @@ def lower_precision(graph: Graph, dtype: DType, *, boundary: bool = True) -> int
 
 def _retarget(node: Node, dtype: DType) -> None:
     """Ops that name float32 explicitly produce the low type instead."""
-    if node.op in ("Cast", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "EyeLike") \
+    if node.op in ("Cast", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "EyeLike",
+                   "SequenceEmpty") \
             and node.attrs.get("to", node.attrs.get("dtype")) == _ONNX_FLOAT:
         key = "to" if "to" in node.attrs else "dtype"
         node.attrs[key] = _ONNX_CODES[dtype]
@@ -61,7 +62,7 @@ def _cast_boundary(graph: Graph, dtype: DType) -> set[int]:
     code = _ONNX_CODES[dtype]
     prepend: list[Node] = []
     for t in graph.inputs:
-        if t.dtype != DType.float32:
+        if t.dtype != DType.float32 or not t.is_tensor:  # NOTE: a Cast takes tensors; sequences keep their type
             continue
         low = Tensor(graph.unique_name(f"{t.name}_{dtype}"), dtype, t.shape)
         graph.replace_uses(t, low)
@@ -70,7 +71,7 @@ def _cast_boundary(graph: Graph, dtype: DType) -> set[int]:
                             version=0, origin=(f"{t.name} (cast to {dtype})",)))
     graph.nodes[:0] = prepend
     for i, t in enumerate(graph.outputs):
-        if t.dtype != DType.float32 or any(t is x for x in graph.inputs) or t.is_constant:
+        if t.dtype != DType.float32 or any(t is x for x in graph.inputs) or t.is_constant or not t.is_tensor:
             continue
         low = Tensor(graph.unique_name(f"{t.name}_{dtype}"), dtype, t.shape)
         for node in graph.nodes:

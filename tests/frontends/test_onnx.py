@@ -125,13 +125,34 @@ def test_missing_default_opset():
         braze.parse_onnx(model, check=False)
 
 
-def test_non_tensor_input_is_unsupported():
+def test_map_input_is_unsupported():
+    entries = oh.make_map_type_proto(onnx.TensorProto.INT64, oh.make_tensor_type_proto(onnx.TensorProto.FLOAT, [2]))
+    m = oh.make_value_info("m", entries)
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])
+    model = oh.make_model(oh.make_graph([oh.make_node("Identity", ["m"], ["y"])], "g", [m], [y]),
+                          opset_imports=[oh.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedError, match="'m' is a map_type"):
+        braze.parse_onnx(model, check=False)
+
+
+def test_sequence_of_strings_is_unsupported():
+    seq = oh.make_tensor_sequence_value_info("s", onnx.TensorProto.STRING, [2])
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.INT64, [])
+    model = oh.make_model(oh.make_graph([oh.make_node("SequenceLength", ["s"], ["y"])], "g", [seq], [y]),
+                          opset_imports=[oh.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedError, match="(?i)'?s'? .*string"):
+        braze.parse_onnx(model, check=False)
+
+
+def test_tensor_op_reading_a_sequence_names_the_node():
     seq = oh.make_tensor_sequence_value_info("s", onnx.TensorProto.FLOAT, [2])
     y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])
-    model = oh.make_model(oh.make_graph([oh.make_node("Relu", ["s"], ["y"])], "g", [seq], [y]),
+    model = oh.make_model(oh.make_graph([oh.make_node("Relu", ["s"], ["y"], name="relu")], "g", [seq], [y]),
                           opset_imports=[oh.make_opsetid("", 17)])
-    with pytest.raises(UnsupportedError, match="'s' is a sequence_type"):
-        braze.parse_onnx(model, check=False)
+    graph = braze.parse_onnx(model, check=False)
+    assert graph.inputs[0].kind == "sequence" and graph.inputs[0].type_str() == "seq(float32[2])"
+    with pytest.raises(braze.BrazeError, match="node 'relu' \\(Relu\\).*'s' is a sequence; Relu takes tensors"):
+        braze.Builder().build(graph)
 
 
 def test_bad_attribute_names_node():

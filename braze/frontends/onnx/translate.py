@@ -3,6 +3,10 @@
 Translation only: no rewriting happens here. Each node is bound to the OpDef its model's opset
 means, and its attributes are checked against that definition. Every unsupported op in the model
 (subgraphs included) is reported at once, before any other work.
+
+Subgraph attributes become Graph values; the tensors of enclosing graphs they read are recorded in
+their `outer` and appended to their node's inputs (braze/ops/subgraph.py). Values may be tensors,
+sequences of tensors or optionals (Tensor.kind); maps, sparse tensors and strings are unsupported.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import onnx.numpy_helper
 import torch
 
 from ...errors import ModelError, UnsupportedError
-from ...ir import DType, Graph, Node, Tensor, to_torch
+from ...ir import OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, DType, Graph, Node, Tensor, to_torch
 from ...ops import REGISTRY
+from ...ops.subgraph import graph_attrs, outer_reads
 
 ONNX_DOMAINS = ("", "ai.onnx")
 
@@ -106,8 +111,9 @@ class Translator:
         for vi in gp.input:
             if vi.name in scope.tensors:  # an initializer listed as input (old exporters): a constant
                 continue
-            dtype, shape = self._value_type(vi, f"input {vi.name!r}")
-            t = Tensor(vi.name, dtype, shape)
+            # NOTE: a subgraph's inputs may go untyped: shape inference types them from the node's inputs
+            kind, dtype, shape = self._value_type(vi, f"input {vi.name!r}", strict=parent is None)
+            t = Tensor(vi.name, dtype, shape, kind=kind)
             scope.tensors[vi.name] = t
             inputs.append(t)
         declared = {vi.name: vi for vi in list(gp.value_info) + list(gp.output)}
@@ -141,11 +147,16 @@ class Translator:
         opdef.check_arity(len(inputs), where)
         raw = {a.name: self._attr(a, where, scope) for a in np_.attribute}
         attrs = opdef.parse_attrs(raw, where)
+        reads = outer_reads(graph_attrs(attrs))
+        if reads and not opdef.outer_inputs:
+            raise UnsupportedError(f"{self.where}: {where}: its subgraph reads {reads[0].name!r} of an enclosing graph, "
+                                   f"which braze supports for control-flow ops only")
+        inputs += reads
         outputs = []
         for i, oname in enumerate(np_.output):
             t = Tensor(oname or f"{name}:unused{i}")
             if oname in declared:
-                t.dtype, t.shape = self._value_type(declared[oname], f"value {oname!r}", strict=False)
+                t.kind, t.dtype, t.shape = self._value_type(declared[oname], f"value {oname!r}", strict=False)
             if oname:
                 if oname in scope.tensors:
                     raise ModelError(f"{self.where}: {where} writes {oname!r}, which is already defined")
@@ -170,7 +181,10 @@ class Translator:
             return self._array(a.t, f"{where} attribute {a.name!r}")
         if a.type == A.TENSORS:
             return [self._array(t, f"{where} attribute {a.name!r}") for t in a.tensors]
-        if a.type in (A.SPARSE_TENSOR, A.SPARSE_TENSORS, A.TYPE_PROTO, A.TYPE_PROTOS):
+        if a.type == A.TYPE_PROTO:
+            kind, dtype, _ = self._type(a.tp, f"{where} attribute {a.name!r}", strict=True)
+            return f"{kind}:{dtype}"  # e.g. "sequence:float32"
+        if a.type in (A.SPARSE_TENSOR, A.SPARSE_TENSORS, A.TYPE_PROTOS):
             raise UnsupportedError(f"{where}: attribute {a.name!r} is of a kind braze does not support "
                                    f"({A.AttributeType.Name(a.type)})")
         return onnx.helper.get_attribute_value(a)
@@ -191,24 +205,43 @@ class Translator:
                                    f"{onnx.TensorProto.DataType.Name(tp.data_type)}, which braze does not support") from None
 
     def _value_type(self, vi: onnx.ValueInfoProto, what: str, strict: bool = True):
-        tt = vi.type
-        kind = tt.WhichOneof("value")
-        if kind != "tensor_type":
-            if not strict:
-                return None, None
-            raise UnsupportedError(f"{self.where}: {what} is a {kind or 'value of no type'}; "
-                                   "braze supports tensor inputs only")
-        elem = tt.tensor_type.elem_type
+        """(kind, dtype, shape) of a declared value; with strict=False a type braze cannot read is left unknown."""
+        if not vi.type.WhichOneof("value") and not strict:
+            return TENSOR, None, None
+        return self._type(vi.type, what, strict)
+
+    def _type(self, tp: onnx.TypeProto, what: str, strict: bool):
+        which = tp.WhichOneof("value")
+        if which == "tensor_type":
+            return (TENSOR, *self._tensor_type(tp.tensor_type, what, strict))
+        inner = tp.sequence_type.elem_type if which == "sequence_type" else tp.optional_type.elem_type
+        inner_kind = inner.WhichOneof("value")
+        if which == "sequence_type" and inner_kind == "tensor_type":
+            return (SEQUENCE, *self._tensor_type(inner.tensor_type, what, strict))
+        if which == "optional_type" and inner_kind in ("tensor_type", "sequence_type"):
+            kind, dtype, shape = self._type(inner, what, strict)
+            if kind in (TENSOR, SEQUENCE):
+                return (OPTIONAL_TENSOR if kind == TENSOR else OPTIONAL_SEQUENCE), dtype, shape
+        if not strict:
+            return TENSOR, None, None
+        described = which or "value of no type"
+        if which in ("sequence_type", "optional_type"):
+            described = f"{which.removesuffix('_type')} of {inner_kind or 'nothing'}"
+        raise UnsupportedError(f"{self.where}: {what} is a {described}; braze supports tensors, sequences of "
+                               "tensors and optionals of those")
+
+    def _tensor_type(self, tt: onnx.TypeProto.Tensor, what: str, strict: bool):
+        elem = tt.elem_type
         dtype = None
         if elem != onnx.TensorProto.UNDEFINED:
             dtype = onnx_dtype(elem)
             if dtype is None and strict:
                 raise UnsupportedError(f"{self.where}: {what} has element type "
                                        f"{onnx.TensorProto.DataType.Name(elem)}, which braze does not support")
-        if not tt.tensor_type.HasField("shape"):
+        if not tt.HasField("shape"):
             return dtype, None
         dims: list[int | str | None] = []
-        for d in tt.tensor_type.shape.dim:
+        for d in tt.shape.dim:
             if d.HasField("dim_value"):
                 dims.append(int(d.dim_value))
             elif d.HasField("dim_param"):
