@@ -11,7 +11,7 @@ sequences of tensors or optionals (Tensor.kind); maps, sparse tensors and string
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
 import onnx
@@ -22,58 +22,14 @@ from ...errors import ModelError, UnsupportedError
 from ...ir import OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, DType, Graph, Node, Tensor, to_torch
 from ...ops import REGISTRY
 from ...ops.subgraph import graph_attrs, outer_reads
-
-ONNX_DOMAINS = ("", "ai.onnx")
-
-
-def find_unsupported(model: onnx.ModelProto, opsets: dict[str, int]) -> None:
-    """Raise one UnsupportedError listing every op type braze cannot run, with counts and node names."""
-    missing: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for node in _all_nodes(model.graph):
-        domain = node.domain if node.domain not in ONNX_DOMAINS else ""
-        opset = opsets.get(domain)
-        if opset is None or REGISTRY.resolve(node.op_type, domain, opset) is None:
-            missing[(domain, node.op_type)].append(node.name or f"<unnamed {node.op_type}>")
-    if not missing:
-        return
-    lines = []
-    for (domain, op_type), names in sorted(missing.items(), key=lambda kv: -len(kv[1])):
-        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        lines.append(f"  {op_type if not domain else domain + '.' + op_type} x{len(names)} "
-                     f"(nodes: {shown}){_hint(domain, op_type, opsets)}")
-    total = sum(len(v) for v in missing.values())
-    raise UnsupportedError(
-        f"the model uses {len(missing)} op type(s) braze does not support ({total} node(s), "
-        f"opset {opsets.get('', '?')}):\n" + "\n".join(lines))
-
-
-def _hint(domain: str, op_type: str, opsets: dict[str, int]) -> str:
-    if domain:
-        if domain not in opsets:
-            return f" - domain {domain!r} is not imported by the model"
-        return f" - custom domain {domain!r}; export with standard ONNX ops instead"
-    versions = REGISTRY.versions(op_type)
-    if versions and versions[0].since > opsets.get("", 0):
-        return f" - braze implements it from opset {versions[0].since}; re-export with opset >= {versions[0].since}"
-    return ""
-
-
-def _all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _all_nodes(g)
+from .unsupported import ONNX_DOMAINS, all_nodes, find_unsupported
 
 
 def model_opsets(model: onnx.ModelProto, where: str) -> dict[str, int]:
     opsets: dict[str, int] = {}
     for entry in model.opset_import:
         opsets["" if entry.domain in ONNX_DOMAINS else entry.domain] = entry.version
-    if "" not in opsets and any(node.domain in ONNX_DOMAINS for node in _all_nodes(model.graph)):
+    if "" not in opsets and any(node.domain in ONNX_DOMAINS for node in all_nodes(model.graph)):
         raise ModelError(f"{where} does not import the default ONNX opset")
     return opsets
 
@@ -264,7 +220,7 @@ def onnx_dtype(elem_type: int) -> DType | None:
 
 def translate(model: onnx.ModelProto, where: str) -> Graph:
     opsets = model_opsets(model, where)
-    find_unsupported(model, opsets)
+    find_unsupported(model, opsets, where)
     graph = Translator(opsets, where).graph(model.graph)
     graph.verify()
     return graph
