@@ -52,7 +52,8 @@ def test_every_offender_named_with_its_inputs_types_in_one_error():
     assert text.startswith("model uses 2 op type(s) braze does not support (3 node(s), opset 17):\n")
     lines = text.splitlines()
     assert lines[1].startswith("  acme.FancyOp x2 - custom domain 'acme'")
-    assert lines[2] == "    node 'fancy1' inputs: a float32[batch,4], w float32[4,3] (initializer), k int64[2] (constant)"
+    assert lines[2] == ("    node 'fancy1' inputs: a float32[batch,4], w float32[4,3] (initializer), "
+                        "k int64[2] (constant)")
     assert lines[3] == "    node '<unnamed, output c>' inputs: b float16[?,3]"
     assert lines[4].startswith("  com.microsoft.FusedConv x1 - an onnxruntime contrib op")
     assert lines[5] == "    node 'ms' inputs: c (undeclared), mystery ?"
@@ -63,8 +64,8 @@ def test_types_filled_in_by_shape_inference():
     nodes = [oh.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
              oh.make_node("FancyOp", ["h"], ["y"], name="fancy", domain="acme")]
     w = onh.from_array(np.ones((4, 8), np.float32), "w")
-    model = model_of(nodes, [oh.make_tensor_value_info("x", F, ["batch", 4])], [oh.make_tensor_value_info("y", F, None)],
-                     [("", 17), ("acme", 1)], [w])
+    model = model_of(nodes, [oh.make_tensor_value_info("x", F, ["batch", 4])],
+                     [oh.make_tensor_value_info("y", F, None)], [("", 17), ("acme", 1)], [w])
     assert "node 'fancy' inputs: h float32[batch,8]" in error_of(model)
 
 
@@ -81,7 +82,8 @@ def test_many_nodes_of_one_op_listed_by_name_past_the_detailed_ones():
 def test_node_inside_a_subgraph_is_reported():
     inner = oh.make_graph([oh.make_node("FancyOp", ["x"], ["z"], name="inner_fancy", domain="acme")], "then", [],
                           [oh.make_tensor_value_info("z", F, [2])])
-    other = oh.make_graph([oh.make_node("Identity", ["x"], ["z2"])], "else", [], [oh.make_tensor_value_info("z2", F, [2])])
+    other = oh.make_graph([oh.make_node("Identity", ["x"], ["z2"])], "else", [],
+                          [oh.make_tensor_value_info("z2", F, [2])])
     node = oh.make_node("If", ["cond"], ["y"], name="branch", then_branch=inner, else_branch=other)
     model = model_of([node], [oh.make_tensor_value_info("cond", onnx.TensorProto.BOOL, []),
                               oh.make_tensor_value_info("x", F, [2])],
@@ -130,7 +132,8 @@ def test_not_an_onnx_op_and_an_onnx_op_braze_lacks():
 
 def test_domain_not_imported():
     node = oh.make_node("Thing", ["x"], ["y"], name="t", domain="nowhere")
-    text = error_of(model_of([node], [oh.make_tensor_value_info("x", F, [2])], [oh.make_tensor_value_info("y", F, [2])]))
+    text = error_of(model_of([node], [oh.make_tensor_value_info("x", F, [2])],
+                             [oh.make_tensor_value_info("y", F, [2])]))
     assert "domain 'nowhere' is not imported by the model" in text
 
 
