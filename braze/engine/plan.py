@@ -87,6 +87,8 @@ class _GraphEncoder:
     def graph(self, g: Graph) -> dict[str, Any]:
         tensors: dict[str, Any] = {}
 
+        outer = {id(t) for t in g.outer}
+
         def note(t: Tensor | None) -> str | None:
             if t is None:
                 return None
@@ -95,7 +97,7 @@ class _GraphEncoder:
                                          "shape": None if t.shape is None else list(t.shape)}
                 if not t.is_tensor:
                     entry["kind"] = t.kind
-                if t.value is not None:
+                if t.value is not None and id(t) not in outer:  # NOTE: an outer constant is its enclosing graph's
                     entry["weight"] = self.weight(t.name, t.value)
                 tensors[t.name] = entry
             return t.name

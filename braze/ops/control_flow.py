@@ -110,6 +110,9 @@ def _scan_types(node: Node, body: Graph, states: list[Inferred], scans: list[Inf
             slices.append(Inferred(t.dtype, None))
             continue
         axis = _axis(axis, len(t.shape), node, f"scan input {i}")
+        if isinstance(steps, int) and isinstance(t.shape[axis], int) and steps != t.shape[axis]:
+            raise ShapeError(f"{describe_node(node)}: its scan inputs differ in length along their scan axes "
+                             f"({steps} and {t.shape[axis]})")
         steps = t.shape[axis] if steps is None else steps
         slices.append(Inferred(t.dtype, t.shape[:axis] + t.shape[axis + 1:]))
     carried, outs = _settle(node, body, [], states, slices, known, 0)

@@ -16,7 +16,8 @@ from ..ir import Graph
 def run_graph(graph: Graph, inputs: Sequence[Any], outer: Mapping[int, Any] | None = None,
               device: torch.device | None = None) -> list[Any]:
     """Evaluate `graph` on `inputs` (in the order of graph.inputs); `outer` gives values of graph.outer
-    tensors by id. Constants are moved to `device` (default: where the first input or outer tensor is).
+    tensors by id (they take precedence over a constant's own value: the engine's copy on its device).
+    Other constants are moved to `device` (default: where the first input or outer tensor is).
     Returns the outputs in order."""
     from . import REGISTRY
 
@@ -30,14 +31,14 @@ def run_graph(graph: Graph, inputs: Sequence[Any], outer: Mapping[int, Any] | No
         for t in node.inputs:
             if t is None:
                 args.append(None)
-            elif t.value is not None:
-                args.append(t.value.to(device))  # NOTE: constants follow the inputs (meta during inference)
-            else:
+            elif id(t) in values or t.value is None:
                 args.append(values[id(t)])
+            else:
+                args.append(t.value.to(device))  # NOTE: constants follow the inputs (meta during inference)
         results = REGISTRY.for_node(node).run(args, node.attrs, len(node.outputs))
         for t, r in zip(node.outputs, results):
             values[id(t)] = r
-    return [t.value.to(device) if t.value is not None else values[id(t)] for t in graph.outputs]
+    return [values[id(t)] if id(t) in values or t.value is None else t.value.to(device) for t in graph.outputs]
 
 
 def device_of(values: Iterable[Any]) -> torch.device:

@@ -90,7 +90,7 @@ class OpDef:
         kwargs = dict(attrs)
         if self.wants_outputs:
             kwargs[ATTR_OUTPUTS] = n_outputs
-        result = self.fn(*_trim_trailing_none(inputs), **kwargs)
+        result = self.fn(*_trim_trailing_none(inputs, self.n_inputs[0]), **kwargs)
         results = list(result) if isinstance(result, (tuple, list)) else [result]
         return results[:n_outputs]
 
@@ -148,9 +148,11 @@ def op(
     return wrap
 
 
-def _trim_trailing_none(inputs: Sequence[Any]) -> list[Any]:
+def _trim_trailing_none(inputs: Sequence[Any], keep: int) -> list[Any]:
+    """Omitted optional inputs at the end go (their defaults apply); required ones stay, even None
+    (an empty optional value at run time)."""
     items = list(inputs)
-    while items and items[-1] is None:
+    while len(items) > keep and items[-1] is None:
         items.pop()
     return items
 

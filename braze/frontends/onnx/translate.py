@@ -48,7 +48,7 @@ class _Scope:
         if self.parent is None:
             return None
         found = self.parent.lookup(name)
-        if found is not None and not found.is_constant:
+        if found is not None:
             self.outer[name] = found
         return found
 
@@ -103,11 +103,14 @@ class Translator:
         opdef.check_arity(len(inputs), where)
         raw = {a.name: self._attr(a, where, scope) for a in np_.attribute}
         attrs = opdef.parse_attrs(raw, where)
-        reads = outer_reads(graph_attrs(attrs))
-        if reads and not opdef.outer_inputs:
-            raise UnsupportedError(f"{self.where}: {where}: its subgraph reads {reads[0].name!r} of an enclosing graph, "
-                                   f"which braze supports for control-flow ops only")
-        inputs += reads
+        if opdef.outer_inputs:
+            inputs += outer_reads(graph_attrs(attrs))
+        else:  # NOTE: other ops run their subgraphs alone: they may read constants of enclosing graphs only
+            for sub in graph_attrs(attrs):
+                sub.outer = [t for t in sub.outer if not t.is_constant]
+                if sub.outer:
+                    raise UnsupportedError(f"{self.where}: {where}: its subgraph reads {sub.outer[0].name!r} of an "
+                                           "enclosing graph, which braze supports for control-flow ops only")
         outputs = []
         for i, oname in enumerate(np_.output):
             t = Tensor(oname or f"{name}:unused{i}")
