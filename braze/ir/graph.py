@@ -203,8 +203,7 @@ class Graph:
         for node in reversed(self.nodes):
             if any(id(t) in needed for t in node.outputs):
                 kept.append(node)
-                needed.update(id(t) for t in node.inputs if t is not None)
-                needed.update(id(t) for t in _subgraph_reads(node))
+                needed.update(id(t) for t in node.inputs if t is not None)  # NOTE: subgraphs' reads included
         removed = len(self.nodes) - len(kept)
         self.nodes = kept[::-1]
         return removed
@@ -289,11 +288,6 @@ def subgraphs(node: Node) -> Iterable[Graph]:
     for value in node.attrs.values():
         if isinstance(value, Graph):
             yield value
-
-
-def _subgraph_reads(node: Node) -> Iterable[Tensor]:
-    for sub in subgraphs(node):
-        yield from sub.outer
 
 
 def _copy_graph(graph: Graph, mapping: dict[int, Tensor]) -> Graph:

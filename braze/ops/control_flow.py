@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import ShapeError
-from ..ir import TENSOR, DType, Graph, Node
+from ..ir import TENSOR, DType, Graph, Node, Tensor
 from .evaluate import device_of
 from .infer import VALUE_LIMIT, Inferred, describe_node
 from .opdef import op
@@ -65,19 +65,25 @@ def _infer_loop(node: Node, values: Sequence[torch.Tensor | None]) -> list[Infer
     if n_carried < 0 or len(own) != 2 + n_carried or len(body.outputs) < 1 + n_carried:
         raise ShapeError(f"{describe_node(node)}: its body takes {len(body.inputs)} inputs and gives "
                          f"{len(body.outputs)} outputs; the node gives {len(own) - 2} loop-carried values")
-    folded = _run_known(node, values, limit=values[0])
-    if folded is not None:
-        return folded
+    m, cond = values[0], values[1]
+    if m is not None and int(m.reshape(())) <= VALUE_LIMIT:
+        folded = _run_known(node, values)
+        if folded is not None:
+            return folded
     header = [Inferred(DType.int64, ()), Inferred(DType.bool, (), torch.tensor(True))]  # cond_in is true in every trip
     carried, outs = _settle(node, body, header, [Inferred.of(t) for t in own[2:]], [], known, 1)  # type: ignore[union-attr]
-    m, cond = values[0], values[1]
-    trips = None
-    if m is not None and (own[1] is None or (cond is not None and _truth(cond))) and outs[0].value is not None \
-            and _truth(outs[0].value):
-        trips = int(m.reshape(()))
-    elif own[1] is not None and cond is not None and not _truth(cond):
-        trips = 0
+    trips = _trips(m, own[1] is not None, cond, outs[0])
     return carried + [_stacked(node, o, 0, trips, f"scan output {i}") for i, o in enumerate(outs[1 + n_carried:])]
+
+
+def _trips(m: torch.Tensor | None, has_cond: bool, cond: torch.Tensor | None, cond_out: Inferred) -> int | None:
+    """A Loop's trip count when known at build time: none when its condition starts false; M when the
+    condition starts true (or is absent) and the body's is known true."""
+    if has_cond and cond is not None and not _truth(cond):
+        return 0
+    starts = not has_cond or (cond is not None and _truth(cond))
+    stays = cond_out.value is not None and _truth(cond_out.value)
+    return int(m.reshape(())) if m is not None and starts and stays else None
 
 
 @op("Loop", since=1, infer=_infer_loop, outer_inputs=True)
@@ -95,7 +101,7 @@ def loop(m=None, cond=None, *rest, body: Graph):
         going, carried = _truth(outs[0]), outs[1:1 + n_carried]
         steps.append(outs[1 + n_carried:])
     scans = body.outputs[1 + n_carried:]
-    return [*carried, *(_stack([s[k] for s in steps], 0, t, device) for k, t in enumerate(scans))]
+    return (*carried, *(_stack([s[k] for s in steps], 0, t, device) for k, t in enumerate(scans)))
 
 
 # -- Scan ------------------------------------------------------------------------------------------
@@ -186,6 +192,9 @@ def _infer_scan_8(node: Node, values: Sequence[torch.Tensor | None]) -> list[Inf
     if not 0 < k < len(own) or len(body.inputs) != len(own) - 1:
         raise ShapeError(f"{describe_node(node)}: num_scan_inputs is {k}; the body takes {len(body.inputs)} inputs, "
                          f"the node gives {len(own) - 1} after sequence_lens")
+    folded = _run_known(node, values)
+    if folded is not None:
+        return folded
     types = [Inferred.of(t) for t in own[1:]]  # type: ignore[union-attr]
     batch = next((t.shape[0] for t in types if t.shape), None)
     unbatched = [Inferred(t.dtype, None if t.shape is None else t.shape[1:]) for t in types]
@@ -239,7 +248,7 @@ def _stacked(node: Node, t: Inferred, axis: int, steps: int | None, what: str) -
     return Inferred(t.dtype, (*t.shape[:axis], steps, *t.shape[axis:]))
 
 
-def _stack(items: list[torch.Tensor], axis: int, t, device) -> torch.Tensor:
+def _stack(items: list[torch.Tensor], axis: int, t: Tensor, device: torch.device) -> torch.Tensor:
     """Per-iteration values stacked along `axis`; with none, an empty tensor of the body output's type."""
     if items:
         if any(x.shape != items[0].shape for x in items):
@@ -256,15 +265,12 @@ def _axis(axis: int, rank: int, node: Node, what: str) -> int:
     return axis % rank
 
 
-def _run_known(node: Node, values: Sequence[torch.Tensor | None], limit: torch.Tensor | None = None
-               ) -> list[Inferred] | None:
-    """Every input known at build time (and a Loop's trip count given and small): run the node for real."""
+def _run_known(node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred] | None:
+    """Every input known at build time: run the node for real; its outputs are known values."""
     from . import REGISTRY
 
     present = [v for t, v in zip(node.inputs, values) if t is not None]
     if any(v is None for v in present) or any(not t.is_tensor for t in node.inputs if t is not None):
-        return None
-    if node.op == "Loop" and (limit is None or int(limit.reshape(())) > VALUE_LIMIT):
         return None
     if has_random([node.attrs["body"]]):
         return None
