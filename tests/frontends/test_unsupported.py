@@ -120,8 +120,28 @@ def test_strings():
     assert "works on strings" in single_op("MadeUpTextOp", domain="acme", inputs=(("text", STR, [2]),))
 
 
-def test_aten_fallback():
-    assert "operator_export_type" in single_op("ATen", domain="org.pytorch.aten", operator="cdist")
+def test_aten_fallback_named_even_where_the_checker_fails():
+    """The TorchScript exporter's ATen fallback also writes a Constant of a string, which fails checking:
+    the unsupported ops are the story worth telling, with the checker's complaint after it."""
+    nodes = [oh.make_node("Constant", [], ["mode"], name="c", value="L"),
+             oh.make_node("ATen", ["x", "mode"], ["y"], name="eig", domain="org.pytorch.aten",
+                          operator="linalg_eigvalsh", overload_name="")]
+    model = model_of(nodes, [oh.make_tensor_value_info("x", F, [2, 4, 4])], [oh.make_tensor_value_info("y", F, None)],
+                     [("", 17), ("org.pytorch.aten", 1)])
+    with pytest.raises(UnsupportedError) as info:
+        braze.parse_onnx(model)
+    text = str(info.value)
+    assert "org.pytorch.aten.ATen x1 - a PyTorch op the TorchScript exporter had no ONNX translation for" in text
+    assert "node 'eig' (aten::linalg_eigvalsh) inputs: x float32[2,4,4]" in text
+    assert text.splitlines()[-1].startswith("(it also fails ONNX checking: ")
+
+
+def test_checker_error_stands_where_every_op_is_supported():
+    model = model_of([oh.make_node("Relu", ["x"], ["y"], name="r", bogus=1)], [oh.make_tensor_value_info("x", F, [2])],
+                     [oh.make_tensor_value_info("y", F, [2])])
+    with pytest.raises(braze.BrazeError, match="fails ONNX checking") as info:
+        braze.parse_onnx(model)
+    assert not isinstance(info.value, UnsupportedError)
 
 
 def test_not_an_onnx_op_and_an_onnx_op_braze_lacks():

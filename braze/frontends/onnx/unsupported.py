@@ -137,7 +137,9 @@ def _name(node: onnx.NodeProto) -> str:
 
 def _describe(node: onnx.NodeProto, types: dict[str, str]) -> str:
     inputs = [f"{name} {types.get(name, '(undeclared)')}" for name in node.input if name]
-    return f"node {_name(node)!r} " + (f"inputs: {', '.join(inputs)}" if inputs else "(no inputs)")
+    aten = next((a.s.decode() for a in node.attribute if a.name == "operator"), "") if node.op_type == "ATen" else ""
+    return (f"node {_name(node)!r}" + (f" (aten::{aten})" if aten else "") + " "
+            + (f"inputs: {', '.join(inputs)}" if inputs else "(no inputs)"))
 
 
 def _hint(domain: str, op_type: str, opsets: dict[str, int], nodes: list[onnx.NodeProto],
@@ -160,8 +162,9 @@ def _hint(domain: str, op_type: str, opsets: dict[str, int], nodes: list[onnx.No
                 "optimizer, optimum's ORTOptimizer, a session's optimized_model_filepath), not by torch.onnx.export: "
                 "give braze the model as exported, before onnxruntime optimized it" + _standard(op_type))
     if op_type == "ATen" or domain.startswith("org.pytorch"):
-        return ("a PyTorch ATen fallback (torch.onnx.export(..., operator_export_type=ONNX_ATEN_FALLBACK)): export "
-                "with the default operator_export_type, or with dynamo=True")
+        return ("a PyTorch op the TorchScript exporter had no ONNX translation for, kept as ATen "
+                "(operator_export_type=ONNX_ATEN_FALLBACK): export with dynamo=True, which translates more ops, or "
+                "replace the op in the model before exporting")
     if domain:
         return f"custom domain {domain!r}: export with standard ONNX ops instead" + _standard(op_type)
     opset = opsets.get("", 0)
