@@ -25,7 +25,10 @@ def layer_label(origin: tuple[str, ...], name: str) -> str:
 def _tensor(t: Tensor | None) -> dict[str, Any] | None:
     if t is None:
         return None
-    return {"name": t.name, "dtype": str(t.dtype), "shape": None if t.shape is None else list(t.shape)}
+    desc = {"name": t.name, "dtype": str(t.dtype), "shape": None if t.shape is None else list(t.shape)}
+    if not t.is_tensor:
+        desc["kind"] = t.kind  # a sequence or optional: dtype and shape are its tensors'
+    return desc
 
 
 def describe_engine(engine: Engine, size_bytes: int | None = None) -> dict[str, Any]:
@@ -119,11 +122,12 @@ def format_graph_summary(desc: dict[str, Any], title: str) -> str:
 
 def _binding(t: dict[str, Any]) -> str:
     shape = "?" if t["shape"] is None else "(" + ", ".join("?" if d is None else str(d) for d in t["shape"]) + ")"
-    return f"{{{t['name']} [dtype={t['dtype']}, shape={shape}]}}"
+    kind = f", kind={t['kind']}" if "kind" in t else ""
+    return f"{{{t['name']} [dtype={t['dtype']}, shape={shape}{kind}]}}"
 
 
 def _short(t: dict[str, Any] | None) -> str:
     if t is None:
         return "_"
     shape = "?" if t["shape"] is None else "x".join("?" if d is None else str(d) for d in t["shape"]) or "scalar"
-    return f"{t['dtype']}[{shape}]"
+    return f"{t['kind']} of {t['dtype']}[{shape}]" if "kind" in t else f"{t['dtype']}[{shape}]"
