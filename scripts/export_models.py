@@ -6,17 +6,17 @@ CPU backend, compare with onnxruntime, and write the table.
     python scripts/export_models.py --markdown reports/exporters.md --json reports/exporters.json
     python scripts/export_models.py --tiny --save-dir tests/data     # the small test models checked in
 
-Models come from transformers (BERT, GPT-2, a T5 encoder, Llama, ViT, DETR) and torchvision (ResNet,
-MobileNetV3, EfficientNet, DenseNet, ConvNeXt, Swin, ViT), built from configurations with seeded random
-weights (any parameter initialized to one value gets noise, so no layer is trivial): nothing is
-downloaded. A model whose library is not installed is reported as skipped. Each is exported by the
-TorchScript exporter (`dynamo=False`, opset 17 unless `--opset`) and the dynamo-based one
-(`dynamo=True`, which needs onnxscript), with the batch dim (and a text model's sequence dim) dynamic,
-then built and run at other sizes of those dims than the traced ones (RUN_SIZES). The configurations
-are the published ones (bert-base, gpt2, t5-small's encoder, ViT-B/16, DETR with a ResNet-50, the
-torchvision models as they are), except Llama, a small one (8 layers, hidden 512); `--tiny` makes the
-transformers 2-layer and narrow (a few hundred kB), shrinks torchvision's Swin and ViT alike, and feeds
-32x32 images to its CNNs.
+Models come from transformers (BERT, GPT-2 and Llama, each without and with its key-value cache as
+inputs and outputs, a T5 encoder, ViT, DETR) and torchvision (ResNet, MobileNetV3, EfficientNet,
+DenseNet, ConvNeXt, Swin, ViT), built from configurations with seeded random weights (any parameter
+initialized to one value gets noise, so no layer is trivial): nothing is downloaded. A model whose
+library is not installed is reported as skipped. Each is exported by the TorchScript exporter
+(`dynamo=False`, opset 17 unless `--opset`) and the dynamo-based one (`dynamo=True`, which needs
+onnxscript), with the batch dim dynamic, and a text model's sequence and cache lengths, then built and
+run at other sizes of those dims than the traced ones (RUN_SIZES). The configurations are the published
+ones (bert-base, gpt2, t5-small's encoder, ViT-B/16, DETR with a ResNet-50, the torchvision models as
+they are), except Llama, a small one (8 layers, hidden 512); `--tiny` makes the transformers 2-layer and
+narrow (a few hundred kB), shrinks torchvision's Swin and ViT alike, and feeds 32x32 images to its CNNs.
 
 Each row ends in one status: `pass` (every output within FP32's relative L2 bound of onnxruntime),
 `fail` (an output beyond it), `export-failed` (torch.onnx.export raised: not braze's problem),
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import io
 import json
 import logging
@@ -99,9 +100,33 @@ class Outputs(nn.Module):
         return tuple(result[name] for name in self.output_names)
 
 
+class WithPast(nn.Module):
+    """A causal LM called with flat past keys and values (per layer: key, value), as deployed for generation:
+    returns the logits and the present keys and values, flat in the same order."""
+
+    def __init__(self, model: nn.Module, layers: int):
+        super().__init__()
+        self.model, self.layers = model, layers
+        self.eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past: torch.Tensor):
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for i in range(self.layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+        if hasattr(out.past_key_values, "layers"):  # transformers >= 4.56
+            present = [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
+        else:
+            present = [t for kv in zip(out.past_key_values.key_cache, out.past_key_values.value_cache) for t in kv]
+        return (out.logits, *present)
+
+
 # -- the models ----------------------------------------------------------------------------------
 
-RUN_SIZES = {"batch": 3, "sequence": 11}  # dynamic dims are built and run at these sizes, not the traced ones
+# dynamic dims are built and run at these sizes, not the traced ones (NOTE: total = sequence + past)
+RUN_SIZES = {"batch": 3, "sequence": 11, "past": 7, "total": 18}
 
 
 def _text(model: nn.Module, vocab: int, outputs: list[str], **call: object) -> Sample:
@@ -111,6 +136,24 @@ def _text(model: nn.Module, vocab: int, outputs: list[str], **call: object) -> S
     dynamic = {name: {0: "batch", 1: "sequence"} for name in inputs}
     module = Outputs(model, list(inputs), outputs, **call)
     return Sample(module, inputs, outputs, dynamic, {"input_ids": vocab, "attention_mask": 2})
+
+
+def _with_past(model: nn.Module, config: object, kv_heads: int) -> Sample:
+    """A causal LM traced on 4 new tokens after 6 cached ones: ids [2, 4], mask [2, 10] (the second row
+    left-padded), and each layer's past key and value [2, kv_heads, 6, head_dim]."""
+    layers, head_dim = config.num_hidden_layers, config.hidden_size // config.num_attention_heads
+    inputs = {"input_ids": torch.randint(0, config.vocab_size, (2, 4)),
+              "attention_mask": torch.ones(2, 10, dtype=torch.int64)}
+    inputs["attention_mask"][1, :2] = 0
+    dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"}}
+    outputs = ["logits"]
+    for i in range(layers):
+        for kind in ("key", "value"):
+            inputs[f"past_key_values.{i}.{kind}"] = torch.randn(2, kv_heads, 6, head_dim)
+            dynamic[f"past_key_values.{i}.{kind}"] = {0: "batch", 2: "past"}
+            outputs.append(f"present.{i}.{kind}")
+    return Sample(WithPast(model, layers), inputs, outputs, dynamic, {"input_ids": config.vocab_size,
+                                                                     "attention_mask": 2})
 
 
 def _image(module: nn.Module, size: int, outputs: list[str], name: str = "pixel_values") -> Sample:
@@ -127,13 +170,27 @@ def bert(tiny: bool) -> Sample:
     return _text(tf.BertModel(config), config.vocab_size, ["last_hidden_state", "pooler_output"])
 
 
+def _gpt2_config(tiny: bool):
+    import transformers as tf
+
+    size = dict(n_embd=32, n_head=2, vocab_size=256, n_positions=64) if tiny else {}
+    return tf.GPT2Config(n_layer=2 if tiny else 12, bos_token_id=0, eos_token_id=0, **size)
+
+
 def gpt2(tiny: bool) -> Sample:
     """gpt2 (124M) with its language-model head, no key-value cache."""
     import transformers as tf
 
-    size = dict(n_embd=32, n_head=2, vocab_size=256, n_positions=64) if tiny else {}
-    config = tf.GPT2Config(n_layer=2 if tiny else 12, bos_token_id=0, eos_token_id=0, **size)
+    config = _gpt2_config(tiny)
     return _text(tf.GPT2LMHeadModel(config), config.vocab_size, ["logits"], use_cache=False)
+
+
+def gpt2_past(tiny: bool) -> Sample:
+    """gpt2 with its key-value cache as inputs and outputs, as for generation."""
+    import transformers as tf
+
+    config = _gpt2_config(tiny)
+    return _with_past(tf.GPT2LMHeadModel(config), config, config.num_attention_heads)
 
 
 def t5_encoder(tiny: bool) -> Sample:
@@ -146,16 +203,30 @@ def t5_encoder(tiny: bool) -> Sample:
     return _text(tf.T5EncoderModel(config), config.vocab_size, ["last_hidden_state"])
 
 
-def llama(tiny: bool) -> Sample:
-    """A small Llama (rotary embeddings, RMSNorm, SwiGLU, grouped-query attention), no key-value cache."""
+def _llama_config(tiny: bool):
     import transformers as tf
 
     size = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, vocab_size=256)
     if not tiny:
         size = dict(hidden_size=512, intermediate_size=1408, num_attention_heads=8, num_key_value_heads=2,
                     vocab_size=32000)
-    config = tf.LlamaConfig(num_hidden_layers=2 if tiny else 8, max_position_embeddings=256, **size)
+    return tf.LlamaConfig(num_hidden_layers=2 if tiny else 8, max_position_embeddings=256, **size)
+
+
+def llama(tiny: bool) -> Sample:
+    """A small Llama (rotary embeddings, RMSNorm, SwiGLU, grouped-query attention), no key-value cache."""
+    import transformers as tf
+
+    config = _llama_config(tiny)
     return _text(tf.LlamaForCausalLM(config), config.vocab_size, ["logits"], use_cache=False)
+
+
+def llama_past(tiny: bool) -> Sample:
+    """The Llama with its key-value cache (grouped: fewer key-value heads) as inputs and outputs."""
+    import transformers as tf
+
+    config = _llama_config(tiny)
+    return _with_past(tf.LlamaForCausalLM(config), config, config.num_key_value_heads)
 
 
 def vit_hf(tiny: bool) -> Sample:
@@ -217,8 +288,10 @@ def _tiny_swin() -> nn.Module:
 MODELS = [
     Entry("bert", "transformers", bert),
     Entry("gpt2", "transformers", gpt2),
+    Entry("gpt2-past", "transformers", gpt2_past),
     Entry("t5-encoder", "transformers", t5_encoder),
     Entry("llama", "transformers", llama),
+    Entry("llama-past", "transformers", llama_past),
     Entry("vit-hf", "transformers", vit_hf),
     Entry("detr", "transformers", detr),
     Entry("resnet50", "torchvision", _torchvision("resnet50")),
@@ -246,8 +319,11 @@ def export(sample: Sample, exporter: str, opset: int | None = None) -> onnx.Mode
         dims: dict[str, torch.export.Dim] = {}
         shapes = tuple({axis: dims.setdefault(dim, torch.export.Dim(dim)) for axis, dim in sample.dynamic[n].items()}
                        for n in names)
-        if isinstance(sample.module, Outputs):  # forward(*args): the inputs are one argument, a tuple
-            shapes = (shapes,)
+        varargs = [p for p in inspect.signature(sample.module.forward).parameters.values()
+                   if p.kind is p.VAR_POSITIONAL]
+        if varargs:  # forward(a, b, *rest): the inputs past the named ones are one argument, a tuple
+            named = len(inspect.signature(sample.module.forward).parameters) - 1
+            shapes = (*shapes[:named], shapes[named:])
         program = torch.onnx.export(sample.module, args, dynamo=True, opset_version=opset, input_names=names,
                                     output_names=sample.outputs, dynamic_shapes=shapes, verbose=False)
         return program.model_proto

@@ -50,7 +50,7 @@ def onnxruntime_outputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) ->
 def test_both_exporters_are_covered():
     stems = {p.stem for p in EXPORTED}
     models = {s.rsplit("_", 1)[0] for s in stems}
-    assert {"bert", "gpt2", "t5-encoder", "vit-hf"} <= models
+    assert {"bert", "gpt2", "gpt2-past", "llama-past", "t5-encoder", "vit-hf", "detr"} <= models
     assert all(f"{m}_{e}" in stems for m in models for e in ("torchscript", "dynamo"))
     assert all(p.stat().st_size < 1.5e6 for p in EXPORTED)
 
@@ -87,7 +87,7 @@ def test_missing_library_is_skipped(script):
     assert row.status == "skipped" and "no_such_library_for_braze is not installed" in row.error
 
 
-@pytest.mark.parametrize("name, exporter", [("bert", "torchscript"), ("bert", "dynamo"), ("llama", "dynamo")])
+@pytest.mark.parametrize("name, exporter", [("bert", "torchscript"), ("bert", "dynamo"), ("llama-past", "dynamo")])
 def test_live_export(name, exporter, script):
     pytest.importorskip("transformers")
     if exporter == "dynamo":
