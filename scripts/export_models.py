@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import inspect
 import io
 import json
@@ -52,6 +53,7 @@ from braze.testing import rel_l2, tolerance
 from braze.zoo.common import seeded
 
 EXPORTERS = ("torchscript", "dynamo")
+EXPORTER_NEEDS = {"dynamo": "onnxscript"}
 TORCHSCRIPT_OPSET = 17
 METADATA_KEY = "braze.export"  # metadata_props entry: how to feed the model (see `sample_feeds`)
 
@@ -436,10 +438,10 @@ def compare(model: onnx.ModelProto, feeds: dict[str, np.ndarray], row: Row) -> N
 
 def run_one(entry: Entry, exporter: str, tiny: bool, opset: int | None, save_dir: Path | None) -> Row:
     row = Row(entry.name, exporter)
-    try:
-        __import__(entry.library)
-    except ImportError:
-        row.status, row.error = "skipped", f"{entry.library} is not installed"
+    needed = (entry.library, EXPORTER_NEEDS.get(exporter))
+    missing = [library for library in needed if library and importlib.util.find_spec(library) is None]
+    if missing:
+        row.status, row.error = "skipped", f"{missing[0]} is not installed"
         return row
     try:
         with seeded(0):
