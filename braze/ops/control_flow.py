@@ -71,7 +71,8 @@ def _infer_loop(node: Node, values: Sequence[torch.Tensor | None]) -> list[Infer
         if folded is not None:
             return folded
     header = [Inferred(DType.int64, ()), Inferred(DType.bool, (), torch.tensor(True))]  # cond_in is true in every trip
-    carried, outs = _settle(node, body, header, [Inferred.of(t) for t in own[2:]], [], known, 1)  # type: ignore[union-attr]
+    initial = [Inferred.of(t) for t in own[2:]]  # type: ignore[union-attr]
+    carried, outs = _settle(node, body, header, initial, [], known, 1)
     trips = _trips(m, own[1] is not None, cond, outs[0])
     return carried + [_stacked(node, o, 0, trips, f"scan output {i}") for i, o in enumerate(outs[1 + n_carried:])]
 
@@ -211,7 +212,7 @@ def scan_8(sequence_lens, *args, body: Graph, num_scan_inputs: int, directions: 
     batch, steps = own[n_state].shape[0], own[n_state].shape[1]
     lens = [steps] * batch if sequence_lens is None else [int(n) for n in sequence_lens.reshape(-1)]
     if len(lens) != batch or any(not 0 <= n <= steps for n in lens):
-        raise ValueError(f"sequence_lens {lens} must give a length in [0, {steps}] for each of the {batch} batch entries")
+        raise ValueError(f"sequence_lens {lens} must give a length in [0, {steps}] for each of {batch} batch entries")
     runs = [_scan(body, [s[b] for s in own[:n_state]], [x[b, :lens[b]] for x in own[n_state:]], env,
                   [0] * num_scan_inputs, in_dirs, [0] * n_out, [0] * n_out) for b in range(batch)]
     states = [torch.stack([r[j] for r in runs]) for j in range(n_state)]
@@ -252,7 +253,8 @@ def _stack(items: list[torch.Tensor], axis: int, t: Tensor, device: torch.device
     """Per-iteration values stacked along `axis`; with none, an empty tensor of the body output's type."""
     if items:
         if any(x.shape != items[0].shape for x in items):
-            raise ValueError(f"a scan output changes shape between iterations: {sorted({tuple(x.shape) for x in items})}")
+            shapes = sorted({tuple(x.shape) for x in items})
+            raise ValueError(f"a scan output changes shape between iterations: {shapes}")
         return torch.stack(items, dim=axis % (items[0].dim() + 1))
     shape = list(t.shape) if t.is_static else []
     shape.insert(axis % (len(shape) + 1), 0)

@@ -22,17 +22,17 @@ from .cast import onnx_dtype
 from .infer import Inferred, describe_node
 from .opdef import op
 from .shape import axis_index
-from .subgraph import as_sequence, bind_outer, element, infer_body, merge, n_own_inputs, run_body, split_args
+from .subgraph import (OPTIONAL_OF, as_sequence, bind_outer, element, infer_body, merge, n_own_inputs, run_body,
+                       split_args)
 
-_ELEMENT = {OPTIONAL_TENSOR: TENSOR, OPTIONAL_SEQUENCE: SEQUENCE}
-_OPTIONAL = {TENSOR: OPTIONAL_TENSOR, SEQUENCE: OPTIONAL_SEQUENCE}
+_ELEMENT = {optional: kind for kind, optional in OPTIONAL_OF.items()}
 
 
 def _expect(node: Node, t: Tensor | None, kinds: Sequence[str], what: str) -> Tensor:
     if t is None or t.kind not in kinds:
         got = "nothing" if t is None else f"a {t.kind.replace('_', ' ')}"
-        raise ShapeError(f"{describe_node(node)}: its {what} must be a {' or '.join(k.replace('_', ' ') for k in kinds)}"
-                         f", it is {got}")
+        wanted = " or ".join(k.replace("_", " ") for k in kinds)
+        raise ShapeError(f"{describe_node(node)}: its {what} must be a {wanted}, it is {got}")
     return t
 
 
@@ -229,12 +229,12 @@ def _infer_optional(node: Node, values) -> list[Inferred]:
     x = node.input(0)
     if x is not None:
         t = Inferred.of(_expect(node, x, [TENSOR, SEQUENCE], "input"))
-        return [Inferred(t.dtype, t.shape, kind=_OPTIONAL[t.kind])]
+        return [Inferred(t.dtype, t.shape, kind=OPTIONAL_OF[t.kind])]
     kind, _, dtype = (node.attrs["type"] or "").partition(":")
-    if kind not in _OPTIONAL or dtype not in DType.__members__:
+    if kind not in OPTIONAL_OF or dtype not in DType.__members__:
         raise ShapeError(f"{describe_node(node)}: an Optional with no input needs a 'type' attribute of a tensor or "
                          f"a sequence of tensors with an element type, it has {node.attrs['type']!r}")
-    return [Inferred(DType(dtype), None, kind=_OPTIONAL[kind])]
+    return [Inferred(DType(dtype), None, kind=OPTIONAL_OF[kind])]
 
 
 @op("Optional", since=15, infer=_infer_optional)

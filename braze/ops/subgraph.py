@@ -19,11 +19,11 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..errors import BrazeError, ExecutionError, ShapeError
-from ..ir import OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, Graph, Node, Tensor, subgraphs
+from ..ir import OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, Graph, Node, Tensor, subgraphs
 from .evaluate import device_of, run_graph
 from .infer import Inferred, describe_node, infer_graph
 
-_OPTIONAL_OF = {SEQUENCE: OPTIONAL_SEQUENCE, "tensor": OPTIONAL_TENSOR}
+OPTIONAL_OF = {TENSOR: OPTIONAL_TENSOR, SEQUENCE: OPTIONAL_SEQUENCE}  # the optional kind of each value kind
 
 
 def graph_attrs(attrs: Mapping[str, Any]) -> list[Graph]:
@@ -129,8 +129,8 @@ def merge(a: Inferred, b: Inferred, where: str) -> Inferred:
         raise ShapeError(f"{where}: one is {a.dtype}, the other {b.dtype}")
     kind = a.kind
     if a.kind != b.kind:
-        kind = _OPTIONAL_OF.get(a.kind, a.kind)
-        if kind != _OPTIONAL_OF.get(b.kind, b.kind):
+        kind = OPTIONAL_OF.get(a.kind, a.kind)
+        if kind != OPTIONAL_OF.get(b.kind, b.kind):
             raise ShapeError(f"{where}: one is a {a.kind.replace('_', ' ')}, the other a {b.kind.replace('_', ' ')}")
     if a.shape is None or b.shape is None or len(a.shape) != len(b.shape):
         shape = None

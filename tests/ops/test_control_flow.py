@@ -143,7 +143,8 @@ def _bad_if(then_nodes, then_out, then_elem=F) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("then_nodes,then_out,match", [
-    ([oh.make_node("Relu", ["x"], ["a"]), oh.make_node("Neg", ["x"], ["b"])], ["a", "b"], "2 outputs, the else branch 1"),
+    ([oh.make_node("Relu", ["x"], ["a"]), oh.make_node("Neg", ["x"], ["b"])], ["a", "b"],
+     "2 outputs, the else branch 1"),
     ([oh.make_node("Cast", ["x"], ["a"], to=I64)], ["a"], "one is int64, the other float32"),
 ])
 def test_if_branches_that_disagree_name_the_node(then_nodes, then_out, match):

@@ -45,8 +45,8 @@ def test_sequence_inputs_and_outputs():
     """A sequence of tensors of different shapes in, a sequence out; `infer` takes and gives lists."""
     nodes = [oh.make_node("SequenceInsert", ["s", "t"], ["s2"]),
              oh.make_node("SequenceAt", ["s2", "minus_one"], ["last"])]
-    model = model_of(nodes, [seq("s", F, ["n", 3]), vi("t", F, [4, 3])], [seq("s2", F, ["n", 3]), vi("last", F, [4, 3])],
-                     [const("minus_one", -1, np.int64)])
+    model = model_of(nodes, [seq("s", F, ["n", 3]), vi("t", F, [4, 3])],
+                     [seq("s2", F, ["n", 3]), vi("last", F, [4, 3])], [const("minus_one", -1, np.int64)])
     compare(model, {"s": [rand(2, 3), rand(1, 3), rand(5, 3)], "t": rand(4, 3)})
     compare(model, {"s": [], "t": rand(4, 3)})
     engine = build(model)
