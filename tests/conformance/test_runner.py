@@ -159,3 +159,14 @@ def test_case_ops_include_subgraphs_and_domains():
                                        oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
                           [oh.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [2])])
     assert conformance.case_ops(oh.make_model(graph)) == ["If", "Neg", "Relu", "com.example.Frobnicate"]
+
+
+def test_each_case_counts_against_the_op_it_tests():
+    from braze.tools.conformance import CaseResult, tested_op
+
+    assert tested_op(CaseResult("test_bitshift_left_uint8", ["BitShift"])) == "BitShift"
+    assert tested_op(CaseResult("test_attention_4d_causal_fp16_expanded",
+                                ["Add", "MatMul", "Softmax", "Where"])) == "Attention"
+    assert tested_op(CaseResult("test_layer_normalization_2d_axis0_expanded",
+                                ["ReduceMean", "Sub", "Mul"])) == "LayerNormalization"
+    assert tested_op(CaseResult("test_castlike_FLOAT_to_DOUBLE_expanded", ["Cast", "CastLike"])) == "CastLike"
