@@ -45,11 +45,13 @@ class Network:
     def add_constant(self, value: np.ndarray | torch.Tensor | float | int | Sequence[Any], name: str | None = None) -> Tensor:
         if isinstance(value, torch.Tensor):
             data = value.detach().cpu().clone()
+            dtype = DType.from_torch(data.dtype)
         else:
-            data = to_torch(np.asarray(value))
+            array = np.asarray(value)
+            data, dtype = to_torch(array), DType.from_numpy(array.dtype)  # NOTE: an int4 array gives an int8 tensor
         name = name or self._fresh("const")
         self._check_free(name)
-        t = Tensor(name, DType.from_torch(data.dtype), tuple(data.shape), data)
+        t = Tensor(name, dtype, tuple(data.shape), data)
         if data.numel() <= VALUE_LIMIT:
             self._known[id(t)] = data
         return t

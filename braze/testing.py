@@ -99,9 +99,10 @@ def assert_close(actual, expected, dtype=None, *, rtol: float | None = None, ato
 
 
 def _widen_ml_float(x: np.ndarray) -> np.ndarray:
-    """ml_dtypes' bfloat16 and float8 arrays (numpy kind 'V') as float32, so NaN and tolerances apply."""
+    """ml_dtypes' float arrays (numpy kind 'V': bfloat16, float8, float4) as float32, so NaN and tolerances apply."""
     return x.astype(np.float32) if x.dtype.name in _ML_FLOAT_NAMES else x
 
 
-_ML_FLOAT_NAMES = {"bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz"}
+_ML_FLOAT_NAMES = {"bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+                   "float4_e2m1fn"}
 _FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)

@@ -111,7 +111,7 @@ class _Tuner:
 
 def _sample_inputs(node: Node, device: torch.device) -> list[torch.Tensor | None]:
     """Real constants; random floats for activations (channels-last where the layer's layout says so, as
-    they will arrive at run time); zeros for integer inputs (always valid indices)."""
+    they will arrive at run time); zeros for integer inputs (always valid indices) and emulated types."""
     gen = torch.Generator(device=device).manual_seed(0)
     channels_last = node.attrs.get("layout") == "nhwc"
     values: list[torch.Tensor | None] = []
@@ -120,7 +120,7 @@ def _sample_inputs(node: Node, device: torch.device) -> list[torch.Tensor | None
             values.append(None)
         elif t.value is not None:
             values.append(t.value.to(device))
-        elif t.dtype.is_floating:  # type: ignore[union-attr]
+        elif t.dtype.is_floating and not t.dtype.emulated:  # type: ignore[union-attr]
             x = torch.randn(t.shape, generator=gen, device=device).to(t.dtype.torch)  # type: ignore[arg-type,union-attr]
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)

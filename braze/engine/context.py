@@ -88,7 +88,7 @@ class ExecutionContext:
             self._execute()
             outputs = [_copy(self._values[slot]) for slot in self.engine.output_slots]
             self._values[:] = self._fixed
-        return {b.name: (v if as_torch else _to_numpy(v)) for b, v in zip(self.engine.outputs, outputs)}
+        return {b.name: (v if as_torch else _to_numpy(v, b.dtype)) for b, v in zip(self.engine.outputs, outputs)}
 
     def execute_async(self, bindings: Mapping[str, torch.Tensor], stream: torch.cuda.Stream | None = None
                       ) -> dict[str, torch.Tensor]:
@@ -248,11 +248,10 @@ class ExecutionContext:
     def _checked(self, binding: Binding, raw: Any, copy: bool) -> Any:
         if binding.kind != TENSOR:
             return self._checked_value(binding, raw)
-        value = _as_tensor(raw, f"input {binding.name!r}")
-        got = DType.from_torch(value.dtype)
+        value, got = _as_tensor(raw, f"input {binding.name!r}", binding.dtype)
         if got != binding.dtype:
             raise InputError(f"input {binding.name!r} is {got}, the engine expects {binding.dtype} "
-                             f"(cast it, e.g. x.astype(np.{binding.dtype}) or x.to(torch.{binding.dtype}))")
+                             f"(cast it, e.g. {_cast_hint(binding.dtype)})")
         if tuple(value.shape) != tuple(binding.shape):
             what = "rank" if value.dim() != len(binding.shape) else "shape"
             raise InputError(f"input {binding.name!r} has {what} mismatch: got {format_shape(tuple(value.shape))}, "
@@ -276,8 +275,7 @@ class ExecutionContext:
         return self._element(binding, raw, f"input {binding.name!r}")
 
     def _element(self, binding: Binding, raw: Any, what: str) -> torch.Tensor:
-        value = _as_tensor(raw, what)
-        got = DType.from_torch(value.dtype)
+        value, got = _as_tensor(raw, what, binding.dtype)
         if got != binding.dtype:
             raise InputError(f"{what} is {got}, the engine expects {binding.dtype}")
         shape = binding.shape
@@ -321,10 +319,10 @@ def _copy(value: Any) -> Any:
     return None if value is None else value.clone()
 
 
-def _to_numpy(value: Any) -> Any:
+def _to_numpy(value: Any, dtype: DType) -> Any:
     if isinstance(value, list):
-        return [to_numpy(x) for x in value]
-    return None if value is None else to_numpy(value)
+        return [to_numpy(x, dtype) for x in value]
+    return None if value is None else to_numpy(value, dtype)
 
 
 def _describe(x: Any) -> str:
@@ -335,14 +333,26 @@ def _describe(x: Any) -> str:
     return f"{str(x.dtype).removeprefix('torch.')}{list(x.shape)}"
 
 
-def _as_tensor(value: Any, what: str) -> torch.Tensor:
+def _as_tensor(value: Any, what: str, expected: DType) -> tuple[torch.Tensor, DType]:
+    """A fed value as a tensor, and the dtype it holds. NOTE: torch has no tensors of the types braze emulates
+    (int4, float4_e2m1fn, ...): for such an input, a tensor of its storage dtype holds its elements."""
     if isinstance(value, torch.Tensor):
-        return value.detach()
+        value = value.detach()
+        if expected.emulated and value.dtype == expected.torch:
+            return value, expected
+        return value, DType.from_torch(value.dtype)
     if isinstance(value, np.generic):
         value = np.asarray(value)
     if isinstance(value, np.ndarray):
         try:
-            return to_torch(value)
+            return to_torch(value), DType.from_numpy(value.dtype)
         except TypeError:
             raise InputError(f"{what} has numpy dtype {value.dtype}, which braze does not support") from None
     raise InputError(f"{what} is a {type(value).__name__}; pass a numpy array or a torch tensor")
+
+
+def _cast_hint(dtype: DType) -> str:
+    if dtype.emulated:  # NOTE: torch has no such dtype: a tensor of the storage dtype holds the elements
+        held = "bit patterns" if dtype.is_floating else "values"
+        return f"x.astype(ml_dtypes.{dtype}), or a {dtype.torch} tensor of its {held}"
+    return f"x.astype(np.{dtype}) or x.to(torch.{dtype})"

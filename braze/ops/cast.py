@@ -3,8 +3,9 @@
 Between ordinary types a cast is torch's conversion: floats truncate toward zero into integers,
 integers wrap around when narrowed, anything nonzero is True. Into float8 ONNX asks (from opset
 19) for `saturate`: out-of-range values and infinities become the type's largest finite value;
-without it they become NaN, or infinity for E5M2. `round_mode` (opset 24) only concerns
-FLOAT8E8M0, a type braze does not have; like strings, casts to it are refused.
+without it they become NaN, or infinity for E5M2. The types braze emulates (int4, uint4, int2,
+uint2, float4_e2m1fn, float8_e8m0fnu) convert through `emulated.py`, where `round_mode` (opset 24)
+applies to float8_e8m0fnu. Strings and complex numbers are refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from ..errors import BrazeError, UnsupportedError
 from ..ir import DType, Node
+from .emulated import decode, encode
 from .infer import Inferred, describe_node
 from .opdef import op
 
@@ -23,8 +25,9 @@ _ONNX_TYPES: dict[int, DType | str] = {
     1: DType.float32, 2: DType.uint8, 3: DType.int8, 4: DType.uint16, 5: DType.int16, 6: DType.int32,
     7: DType.int64, 8: "STRING", 9: DType.bool, 10: DType.float16, 11: DType.float64, 12: DType.uint32,
     13: DType.uint64, 14: "COMPLEX64", 15: "COMPLEX128", 16: DType.bfloat16, 17: DType.float8_e4m3fn,
-    18: DType.float8_e4m3fnuz, 19: DType.float8_e5m2, 20: DType.float8_e5m2fnuz, 21: "UINT4", 22: "INT4",
-    23: "FLOAT4E2M1", 24: "FLOAT8E8M0", 25: "UINT2", 26: "INT2", 27: "FLOAT6E2M3", 28: "FLOAT6E3M2",
+    18: DType.float8_e4m3fnuz, 19: DType.float8_e5m2, 20: DType.float8_e5m2fnuz, 21: DType.uint4, 22: DType.int4,
+    23: DType.float4_e2m1fn, 24: DType.float8_e8m0fnu, 25: DType.uint2, 26: DType.int2, 27: "FLOAT6E2M3",
+    28: "FLOAT6E3M2",
 }
 _FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
 # torch saturates into E4M3FN; past the midpoint between its max (448) and the next step (480)
@@ -43,10 +46,18 @@ def onnx_dtype(code: int, where: str) -> DType:
     return found
 
 
-def convert(x: torch.Tensor, dtype: torch.dtype, saturate: bool = True) -> torch.Tensor:
-    """`x` as `dtype`, by ONNX's rules (see the module docstring); always a new tensor."""
-    if x.dtype == dtype:
+def convert(x: torch.Tensor, to: DType, saturate: bool = True, source: DType | None = None,
+            round_mode: str = "up") -> torch.Tensor:
+    """`x`, a tensor of `source` (default: its own dtype; an emulated type must be named), as a new tensor of
+    `to`, by ONNX's rules (see the module docstring)."""
+    source = source or DType.from_torch(x.dtype)
+    if source == to:
         return x.clone()
+    if source.emulated:
+        x = decode(x, source)
+    if to.emulated:
+        return encode(x, to, saturate, round_mode)
+    dtype = to.torch
     if dtype not in _FLOAT8:
         return x.to(dtype)
     if not x.dtype.is_floating_point or x.dtype in _FLOAT8:
@@ -64,59 +75,63 @@ def _check_round_mode(round_mode: str) -> None:
         raise ValueError(f"round_mode must be one of {', '.join(map(repr, _ROUND_MODES))}, got {round_mode!r}")
 
 
-def _infer_cast(node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
-    """Cast's output type comes from its `to` attribute, checked here where the node is known."""
-    where = describe_node(node)
-    dtype = onnx_dtype(node.attrs["to"], where)
-    if "round_mode" in node.attrs:
+def _infer(target):
+    """Cast's output type comes from its `to` attribute, CastLike's from its second input; checked here, where
+    the node is known. An input known at build time is converted (shape computations flow on)."""
+    def infer(node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
+        where = describe_node(node)
+        dtype = target(node, where)
+        round_mode = node.attrs.get("round_mode", "up")
         try:
-            _check_round_mode(node.attrs["round_mode"])
+            _check_round_mode(round_mode)
         except ValueError as e:
             raise BrazeError(f"{where}: {e}") from None
-    source = values[0]
-    if source is None:
-        return [Inferred(dtype, node.inputs[0].shape)]
-    value = convert(source, dtype.torch, bool(node.attrs.get("saturate", 1)))
-    return [Inferred(dtype, tuple(value.shape), value)]
+        x = node.inputs[0]
+        if values[0] is None:
+            return [Inferred(dtype, x.shape)]
+        value = convert(values[0], dtype, bool(node.attrs.get("saturate", 1)), x.dtype, round_mode)
+        return [Inferred(dtype, tuple(value.shape), value)]
+    return infer
 
 
-def _like_dtype(node: Node) -> list[DType]:
-    return [node.inputs[1].dtype]
+_infer_cast = _infer(lambda node, where: onnx_dtype(node.attrs["to"], where))
+_infer_cast_like = _infer(lambda node, where: node.inputs[1].dtype)
 
 
-def _cast(x: torch.Tensor, to: int, saturate: int = 1) -> torch.Tensor:
-    return convert(x, onnx_dtype(to, "Cast").torch, bool(saturate))
+def _cast(x: torch.Tensor, to: int, saturate: int, round_mode: str, dtypes: tuple) -> torch.Tensor:
+    return convert(x, onnx_dtype(to, "Cast"), bool(saturate), dtypes[0], round_mode)
 
 
 @op("Cast", since=6, infer=_infer_cast)
-def cast_6(x, *, to: int):
-    return _cast(x, to)
+def cast_6(x, *, to: int, _dtypes: tuple = ()):
+    return _cast(x, to, 1, "up", _dtypes)
 
 
 @op("Cast", since=19, infer=_infer_cast)
-def cast_19(x, *, to: int, saturate: int = 1):
-    return _cast(x, to, saturate)
+def cast_19(x, *, to: int, saturate: int = 1, _dtypes: tuple = ()):
+    return _cast(x, to, saturate, "up", _dtypes)
 
 
 @op("Cast", since=24, infer=_infer_cast)
-def cast_24(x, *, to: int, saturate: int = 1, round_mode: str = "up"):
-    return _cast(x, to, saturate)
-
-
-@op("CastLike", since=15, dtype_rule=_like_dtype)
-def cast_like_15(x, like):
-    return convert(x, like.dtype)
-
-
-@op("CastLike", since=19, dtype_rule=_like_dtype)
-def cast_like_19(x, like, *, saturate: int = 1):
-    return convert(x, like.dtype, bool(saturate))
-
-
-@op("CastLike", since=24, dtype_rule=_like_dtype)
-def cast_like_24(x, like, *, saturate: int = 1, round_mode: str = "up"):
+def cast_24(x, *, to: int, saturate: int = 1, round_mode: str = "up", _dtypes: tuple = ()):
     _check_round_mode(round_mode)
-    return convert(x, like.dtype, bool(saturate))
+    return _cast(x, to, saturate, round_mode, _dtypes)
+
+
+@op("CastLike", since=15, infer=_infer_cast_like)
+def cast_like_15(x, like, *, _dtypes: tuple = ()):
+    return convert(x, _dtypes[1], source=_dtypes[0])
+
+
+@op("CastLike", since=19, infer=_infer_cast_like)
+def cast_like_19(x, like, *, saturate: int = 1, _dtypes: tuple = ()):
+    return convert(x, _dtypes[1], bool(saturate), _dtypes[0])
+
+
+@op("CastLike", since=24, infer=_infer_cast_like)
+def cast_like_24(x, like, *, saturate: int = 1, round_mode: str = "up", _dtypes: tuple = ()):
+    _check_round_mode(round_mode)
+    return convert(x, _dtypes[1], bool(saturate), _dtypes[0], round_mode)
 
 
 OPS = [cast_6, cast_19, cast_24, cast_like_15, cast_like_19, cast_like_24]

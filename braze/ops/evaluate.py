@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from ..ir import Graph
+from .opdef import input_dtypes
 
 
 def run_graph(graph: Graph, inputs: Sequence[Any], outer: Mapping[int, Any] | None = None,
@@ -35,7 +36,7 @@ def run_graph(graph: Graph, inputs: Sequence[Any], outer: Mapping[int, Any] | No
                 args.append(values[id(t)])
             else:
                 args.append(t.value.to(device))  # NOTE: constants follow the inputs (meta during inference)
-        results = REGISTRY.for_node(node).run(args, node.attrs, len(node.outputs))
+        results = REGISTRY.for_node(node).run(args, node.attrs, len(node.outputs), input_dtypes(node))
         for t, r in zip(node.outputs, results):
             values[id(t)] = r
     return [values[id(t)] if id(t) in values or t.value is None else t.value.to(device) for t in graph.outputs]

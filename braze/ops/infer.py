@@ -18,8 +18,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..errors import BrazeError, ShapeError
+from ..errors import BrazeError, ShapeError, UnsupportedError
 from ..ir import TENSOR, DType, Graph, Node, Tensor
+from .opdef import input_dtypes
 
 # A tensor whose value is at most this many elements is carried as a known value.
 VALUE_LIMIT = 1 << 12
@@ -63,6 +64,8 @@ def infer_graph(graph: Graph, lookup: Callable[[Node], Any], known: dict[int, to
 
 def infer_node(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
     n_out = len(node.outputs)
+    if not opdef.wants_dtypes:
+        _refuse_emulated(node, [t.dtype for t in node.inputs if t is not None])
     if opdef.infer is None:
         odd = next((t for t in node.inputs if t is not None and not t.is_tensor), None)
         if odd is not None:
@@ -79,7 +82,19 @@ def infer_node(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) ->
         raise ShapeError(f"{describe_node(node)}: {_first_line(e)}") from e
     if len(results) < n_out:
         raise ShapeError(f"{describe_node(node)}: the op gives {len(results)} outputs, the node asks for {n_out}")
+    if not opdef.wants_dtypes:
+        _refuse_emulated(node, [r.dtype for r in results[:n_out]])
     return results[:n_out]
+
+
+def _refuse_emulated(node: Node, dtypes: Sequence[DType | None]) -> None:
+    """Only ops that take their inputs' dtypes compute on emulated types (int4, float4_e2m1fn, ...): their
+    tensors hold just their storage dtype, which any other op would take for the type."""
+    odd = next((d for d in dtypes if d is not None and d.emulated), None)
+    if odd is not None:
+        raise UnsupportedError(f"{describe_node(node)}: {node.op} does not support {odd} tensors (braze has them "
+                               "in conversions and quantization only: Cast, CastLike, QuantizeLinear, "
+                               "DequantizeLinear)")
 
 
 def _infer_generic(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
@@ -87,7 +102,7 @@ def _infer_generic(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]
     n_out = len(node.outputs)
     present = [(t, v) for t, v in zip(inputs, values) if t is not None]
     if not opdef.random and all(v is not None for _, v in present):
-        outs = opdef.run(list(values), node.attrs, n_out)
+        outs = opdef.run(list(values), node.attrs, n_out, input_dtypes(node))
         return [Inferred(DType.from_torch(o.dtype), tuple(o.shape), o) for o in outs]
 
     args: list[torch.Tensor | None] = []
@@ -102,7 +117,7 @@ def _infer_generic(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]
             return _data_dependent(opdef, node)
         else:
             args.append(torch.empty(t.shape, dtype=t.dtype.torch, device="meta"))  # type: ignore[arg-type,union-attr]
-    outs = opdef.run(args, node.attrs, n_out)
+    outs = opdef.run(args, node.attrs, n_out, input_dtypes(node))
     return [Inferred(DType.from_torch(o.dtype), tuple(o.shape)) for o in outs]
 
 

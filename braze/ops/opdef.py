@@ -9,7 +9,10 @@ An op is written as its reference implementation, a plain function over torch te
 Positional parameters are the op's inputs (a default of None marks an optional input, `*xs` a
 variadic one); keyword-only parameters are its attributes, with their defaults (no default:
 required) and their types taken from the annotations. A keyword-only `_outputs: int` receives
-the number of outputs the node asks for. The function returns one tensor or a tuple.
+the number of outputs the node asks for; a keyword-only `_dtypes: tuple` the node's input DTypes
+(None for omitted inputs), which an op needs to compute on the types braze emulates (DType.emulated),
+whose tensors hold only their storage dtype: only such ops take them. The function returns one
+tensor or a tuple.
 
 Shape and dtype inference default to running the reference on meta tensors, so the rule can
 never disagree with the implementation; `value_inputs` names the inputs whose values (not just
@@ -29,9 +32,10 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import BrazeError, UnsupportedError
-from ..ir import Graph
+from ..ir import DType, Graph, Node
 
 ATTR_OUTPUTS = "_outputs"
+ATTR_DTYPES = "_dtypes"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class OpDef:
     outer_inputs: bool = False  # the outer-scope reads of its subgraphs follow the node's own inputs
     attrs: dict[str, AttrSpec] = field(default_factory=dict)
     wants_outputs: bool = False
+    wants_dtypes: bool = False  # takes the node's input dtypes: the op computes on emulated types
 
     @property
     def key(self) -> str:
@@ -85,11 +90,16 @@ class OpDef:
             expected = f"{lo}" if lo == hi else f"{lo} to {hi if hi is not None else 'any number'}"
             raise BrazeError(f"{where}: {self.name} takes {expected} inputs, the node gives {n_inputs}")
 
-    def run(self, inputs: Sequence[torch.Tensor | None], attrs: dict[str, Any], n_outputs: int) -> list[torch.Tensor]:
-        """Call the reference implementation; always returns a list of `n_outputs` tensors."""
+    def run(self, inputs: Sequence[torch.Tensor | None], attrs: dict[str, Any], n_outputs: int,
+            dtypes: Sequence[DType | None] | None = None) -> list[torch.Tensor]:
+        """Call the reference implementation; always returns a list of `n_outputs` tensors. `dtypes` are the
+        node's input dtypes (`input_dtypes(node)`); without them, the inputs' torch dtypes say."""
         kwargs = dict(attrs)
         if self.wants_outputs:
             kwargs[ATTR_OUTPUTS] = n_outputs
+        if self.wants_dtypes:
+            kwargs[ATTR_DTYPES] = tuple(dtypes if dtypes is not None else
+                                        (None if x is None else DType.from_torch(x.dtype) for x in inputs))
         result = self.fn(*_trim_trailing_none(inputs, self.n_inputs[0]), **kwargs)
         results = list(result) if isinstance(result, (tuple, list)) else [result]
         return results[:n_outputs]
@@ -114,7 +124,7 @@ def op(
         n_min = n_max = 0
         variadic = False
         attrs: dict[str, AttrSpec] = {}
-        wants_outputs = False
+        wants_outputs = wants_dtypes = False
         for p in sig.parameters.values():
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
                 n_max += 1
@@ -125,6 +135,9 @@ def op(
             elif p.kind is p.KEYWORD_ONLY:
                 if p.name == ATTR_OUTPUTS:
                     wants_outputs = True
+                    continue
+                if p.name == ATTR_DTYPES:
+                    wants_dtypes = True
                     continue
                 required = p.default is p.empty
                 attrs[p.name] = AttrSpec(p.name, hints.get(p.name, Any), None if required else p.default, required)
@@ -143,9 +156,15 @@ def op(
             outer_inputs=outer_inputs,
             attrs=attrs,
             wants_outputs=wants_outputs,
+            wants_dtypes=wants_dtypes,
         )
 
     return wrap
+
+
+def input_dtypes(node: Node) -> tuple[DType | None, ...]:
+    """The dtypes of a node's inputs, as OpDef.run takes them."""
+    return tuple(None if t is None else t.dtype for t in node.inputs)
 
 
 def _trim_trailing_none(inputs: Sequence[Any], keep: int) -> list[Any]:

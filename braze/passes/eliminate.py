@@ -137,7 +137,7 @@ def _merge_equal_constants(graph: Graph, limit: int = 1 << 12) -> int:
         v = t.value
         if v is None or v.numel() > limit:
             continue
-        key = (str(v.dtype), tuple(v.shape), v.reshape(-1).tolist().__repr__())
+        key = (t.dtype, tuple(v.shape), v.reshape(-1).tolist().__repr__())  # NOTE: int4 and int8 share storage
         first = canonical.setdefault(key, t)
         if first is not t and not any(o is t for o in graph.outputs):
             graph.replace_uses(t, first)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..ir import DType, Graph, Node, subgraphs
 from ..ops import REGISTRY, infer_shapes
+from ..ops.opdef import input_dtypes
 from ..ops.subgraph import has_random
 
 # Outputs larger than this many elements stay computed at run time.
@@ -24,12 +25,14 @@ def run(graph: Graph, ctx) -> None:
             values = [known[id(t)] for t in node.outputs]
         elif _foldable(node):
             args = [None if t is None else t.value for t in node.inputs]
-            values = opdef.run(args, node.attrs, len(node.outputs))
+            values = opdef.run(args, node.attrs, len(node.outputs), input_dtypes(node))
         else:
             continue
         for t, v in zip(node.outputs, values):
             t.value = v.detach().contiguous()
-            t.dtype, t.shape = DType.from_torch(v.dtype), tuple(v.shape)
+            if t.dtype is None or t.dtype.torch != v.dtype:  # NOTE: an emulated type keeps its inferred dtype
+                t.dtype = DType.from_torch(v.dtype)
+            t.shape = tuple(v.shape)
             known[id(t)] = t.value
         graph.nodes.remove(node)
         ctx.fired["fold_constants"] += 1

@@ -18,8 +18,9 @@ ELEMENTWISE = frozenset({
 
 
 def is_elementwise(n: Node) -> bool:
+    """An elementwise node a generated kernel can run: one static output, no emulated types (int4, ...)."""
     return n.op in ELEMENTWISE and n.domain in ("", DOMAIN) and all(t.is_static for t in n.outputs) \
-        and len(n.outputs) == 1
+        and len(n.outputs) == 1 and not any(t is not None and t.dtype.emulated for t in n.inputs + n.outputs)
 
 
 def run(graph: Graph, ctx) -> None:

@@ -62,7 +62,8 @@ class Translator:
     def graph(self, gp: onnx.GraphProto, parent: _Scope | None = None) -> Graph:
         scope = _Scope(parent)
         for init in gp.initializer:
-            scope.tensors[init.name] = constant(init.name, self._array(init, f"initializer {init.name!r}"))
+            value, dtype = self._array(init, f"initializer {init.name!r}")
+            scope.tensors[init.name] = Tensor(init.name, dtype, tuple(value.shape), value)
         inputs = []
         for vi in gp.input:
             if vi.name in scope.tensors:  # an initializer listed as input (old exporters): a constant
@@ -137,9 +138,9 @@ class Translator:
         if a.type == A.GRAPHS:
             return [self.graph(g, scope) for g in a.graphs]
         if a.type == A.TENSOR:
-            return self._array(a.t, f"{where} attribute {a.name!r}")
+            return self._attr_array(a.t, f"{where} attribute {a.name!r}")
         if a.type == A.TENSORS:
-            return [self._array(t, f"{where} attribute {a.name!r}") for t in a.tensors]
+            return [self._attr_array(t, f"{where} attribute {a.name!r}") for t in a.tensors]
         if a.type == A.TYPE_PROTO:
             kind, dtype, _ = self._type(a.tp, f"{where} attribute {a.name!r}", strict=True)
             return f"{kind}:{dtype}"  # e.g. "sequence:float32"
@@ -148,7 +149,17 @@ class Translator:
                                    f"({A.AttributeType.Name(a.type)})")
         return onnx.helper.get_attribute_value(a)
 
-    def _array(self, tp: onnx.TensorProto, what: str) -> torch.Tensor:
+    def _attr_array(self, tp: onnx.TensorProto, what: str) -> torch.Tensor:
+        """A tensor attribute's value. NOTE: an attribute keeps no DType, and an emulated type's tensor would
+        pass for its storage dtype: those are refused (initializers carry them)."""
+        value, dtype = self._array(tp, what)
+        if dtype.emulated:
+            raise UnsupportedError(f"{self.where}: {what} is a tensor of {dtype}, which braze takes as an "
+                                   "initializer but not as an attribute")
+        return value
+
+    def _array(self, tp: onnx.TensorProto, what: str) -> tuple[torch.Tensor, DType]:
+        """The tensor's value (an emulated type's in its storage dtype) and its DType."""
         if tp.data_location == onnx.TensorProto.EXTERNAL and not tp.raw_data:
             location = next((e.value for e in tp.external_data if e.key == "location"), "?")
             raise ModelError(f"{self.where}: {what} keeps its data in external file {location!r}; "
@@ -158,7 +169,7 @@ class Translator:
         except Exception as e:
             raise ModelError(f"{self.where}: {what} cannot be read: {e}") from None
         try:
-            return to_torch(array)
+            return to_torch(array), DType.from_numpy(array.dtype)
         except TypeError:
             raise UnsupportedError(f"{self.where}: {what} has element type "
                                    f"{onnx.TensorProto.DataType.Name(tp.data_type)}, which braze does not support") from None
@@ -208,10 +219,6 @@ class Translator:
             else:
                 dims.append(None)
         return dtype, tuple(dims)
-
-
-def constant(name: str, value: torch.Tensor) -> Tensor:
-    return Tensor(name, DType.from_torch(value.dtype), tuple(value.shape), value)
 
 
 def onnx_dtype(elem_type: int) -> DType | None:

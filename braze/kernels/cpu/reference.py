@@ -10,6 +10,7 @@ from ...device import Target
 from ...errors import ExecutionError
 from ...ir import Node
 from ...ops import REGISTRY
+from ...ops.opdef import input_dtypes
 from ..tactic import TacticBase
 
 
@@ -26,9 +27,10 @@ class ReferenceTactic(TacticBase):
         attrs = node.attrs
         n_out = len(node.outputs)
         names = [t.name for t in node.outputs]
+        dtypes = input_dtypes(node)
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
-            results = opdef.run(inputs, attrs, n_out)
+            results = opdef.run(inputs, attrs, n_out, dtypes)
             for i, (name, out, res) in enumerate(zip(names, outputs, results)):
                 if out is None:
                     # NOTE: a result that is a view of an input (a Reshape to a run-time shape) must not

@@ -14,6 +14,7 @@ import torch
 from ...device import Target
 from ...ir import Node
 from ...ops import REGISTRY
+from ...ops.opdef import input_dtypes
 from ..tactic import TacticBase
 
 
@@ -31,19 +32,19 @@ class TorchTactic(TacticBase):
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         opdef = REGISTRY.for_node(node)
-        attrs, n_out = node.attrs, len(node.outputs)
+        attrs, n_out, dtypes = node.attrs, len(node.outputs), input_dtypes(node)
         if config.get("device") == "cpu":
             device = target.device
 
             def on_cpu(inputs: Sequence[Any], outputs: Sequence[torch.Tensor | None]):
                 args = [_moved(x, torch.device("cpu")) for x in inputs]
-                return [_moved(r, device) for r in opdef.run(args, attrs, n_out)]
+                return [_moved(r, device) for r in opdef.run(args, attrs, n_out, dtypes)]
 
             on_cpu.capturable = False  # type: ignore[attr-defined]
             return on_cpu
 
         def kernel(inputs: Sequence[Any], outputs: Sequence[torch.Tensor | None]):
-            return opdef.run(inputs, attrs, n_out)
+            return opdef.run(inputs, attrs, n_out, dtypes)
 
         kernel.capturable = not _host_work(node)  # type: ignore[attr-defined]
         return kernel
