@@ -1,5 +1,5 @@
 """braze's CPU backend against onnxruntime, side by side in one process: every zoo model at batch 1,
-braze unoptimized (level 0) and optimized (level 3), medians of interleaved runs.
+braze unoptimized (level 0) and optimized (level 3), medians of each runner's block of runs.
 
     python benchmarks/cpu.py [--models resnet50,mobilenetv2,bert,vit] [--runs 15] [--out benchmarks/results]
 """
@@ -37,12 +37,13 @@ def measure(name: str, runs: int) -> dict:
     runners = {"onnxruntime": lambda: session.run(None, feeds),
                "braze O0": lambda: contexts[0].infer(feeds),
                "braze O3": lambda: contexts[3].infer(feeds)}
-    for run in runners.values():
-        run()
-        run()
+    # NOTE: each runner is timed in a block of its own, after a warm-up: interleaving them would charge one
+    # runtime for the other's thread pool still spinning (onnxruntime's threads spin after a run).
     samples: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(runs):
-        for key, run in runners.items():
+    for key, run in runners.items():
+        for _ in range(3):
+            run()
+        for _ in range(runs):
             started = time.perf_counter()
             run()
             samples[key].append((time.perf_counter() - started) * 1000)

@@ -73,8 +73,9 @@ class _Tuner:
             label = f"{tactic.name}{config or ''}"
             try:
                 kernel = tactic.compile(node, config, self.target)
-                args = [None if (x is None or (t is not None and t.is_constant and not getattr(tactic, "reads_constants", True)))
-                        else x for x, t in zip(inputs, node.inputs)]
+                owned = getattr(tactic, "owned_inputs", ())
+                args = [None if x is None or (i in owned and t is not None and t.is_constant) else x
+                        for i, (x, t) in enumerate(zip(inputs, node.inputs))]
                 outs = _outputs(node, self.target.device) if tactic.writes_output else [None] * len(node.outputs)
                 produced = kernel(args, outs)
                 results = list(produced) if produced is not None else outs

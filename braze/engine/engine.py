@@ -116,9 +116,9 @@ class Engine:
             if tactic is None:
                 raise EngineFormatError(f"layer {node.name!r} uses tactic {choice.tactic!r}, "
                                         f"which this braze does not have for {self.target.kind}")
-            skip_constants = not getattr(tactic, "reads_constants", True)
+            owned = getattr(tactic, "owned_inputs", ())
             host = _value_inputs(node)
-            ins = [None if t is None or (skip_constants and t.is_constant) else self._slot(t, offsets, on_host=i in host)
+            ins = [None if t is None or (i in owned and t.is_constant) else self._slot(t, offsets, on_host=i in host)
                    for i, t in enumerate(node.inputs)]
             outs = [self._slot(t, offsets) for t in node.outputs]
             try:
@@ -126,7 +126,8 @@ class Engine:
             except BrazeError:
                 raise
             except Exception as e:
-                raise BrazeError(f"layer {node.name!r} ({node.op}): tactic {choice.tactic!r} failed to compile: {e}") from e
+                raise BrazeError(f"layer {node.name!r} ({node.op}): tactic {choice.tactic!r} failed to compile: "
+                                 f"{e}") from e
             steps.append(Step(node, choice.tactic, kernel, ins, outs, []))
         for t in self.graph.outputs:
             self._slot(t, offsets)

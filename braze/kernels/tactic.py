@@ -28,7 +28,7 @@ Kernel = Callable[[Sequence[torch.Tensor | None], Sequence[torch.Tensor | None]]
 class Tactic(Protocol):
     name: str
     writes_output: bool
-    reads_constants: bool
+    owned_inputs: tuple[int, ...]
 
     def supports(self, node: Node, target: Target) -> bool: ...
 
@@ -42,7 +42,7 @@ class TacticBase:
 
     name = "base"
     writes_output = True
-    reads_constants = True  # False: the kernel prepared its own copy of the layer's constants at compile
+    owned_inputs: tuple[int, ...] = ()  # constant inputs the kernel prepared its own copy of at compile
 
     def supports(self, node: Node, target: Target) -> bool:
         raise NotImplementedError

@@ -2,7 +2,6 @@
 CPU), on random inputs, in fp32, fp16 and bf16."""
 
 import numpy as np
-import onnx
 import onnx.helper as oh
 import onnx.numpy_helper as onh
 import pytest
@@ -53,8 +52,8 @@ def _check_all_tactics(graph, feeds, precision):
                 if config.get("device") == "cpu":
                     continue
                 kernel = tactic.compile(node, config, target)
-                dev = [None if a is None or (t is not None and t.is_constant and not tactic.reads_constants)
-                       else a.to("cuda") for a, t in zip(args, node.inputs)]
+                dev = [None if a is None or (i in tactic.owned_inputs and t is not None and t.is_constant)
+                       else a.to("cuda") for i, (a, t) in enumerate(zip(args, node.inputs))]
                 outs = [torch.full(t.shape, float("nan"), dtype=t.dtype.torch, device="cuda")
                         if tactic.writes_output else None for t in node.outputs]
                 try:

@@ -132,3 +132,19 @@ def test_bias_of_a_gemm_and_a_later_add_combine_only_once():
     g = net.op("Gemm", net.input("x", [3, 8]), net.weight(8, 4), net.weight(4))
     y = net.op("Add", g, net.const(np.full([4], 0.25)))
     check(net.model(y), fired={"gemm_as_fused_gemm": 1, "matmul_bias": 0}, ops=["FusedGemm", "Add"])
+
+
+def test_a_constant_residual_reaches_the_kernel():
+    """A residual that constant folding made a constant is still added (kernels own only weight and bias)."""
+    net = Net()
+    h = net.op("Add", net.op("MatMul", net.input("x", [3, 8]), net.weight(8, 5)), net.weight(5))
+    engine = check(net.model(net.op("Add", h, net.weight(3, 5))), fired={"matmul_residual": 1}, ops=["FusedGemm"])
+    assert engine.graph.nodes[0].inputs[3].is_constant
+
+
+def test_a_constant_conv_residual_reaches_the_kernel():
+    net = Net()
+    c = net.op("Conv", net.input("x", [1, 3, 6, 6]), net.weight(4, 3, 3, 3), pads=[1, 1, 1, 1])
+    engine = check(net.model(net.op("Relu", net.op("Add", c, net.weight(1, 4, 6, 6)))),
+                   fired={"conv_residual": 1, "conv_activation": 1}, ops=["FusedConv"])
+    assert engine.graph.nodes[0].inputs[3].is_constant

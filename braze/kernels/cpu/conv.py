@@ -11,13 +11,13 @@ import torch.nn.functional as F
 
 from ...device import Target
 from ...ir import Node
-from ...ops.spatial import window
+from ..operands import conv_geometry
 from ..tactic import TacticBase
 
 _CL = torch.channels_last
 
 
-def _post_op(activation: str, params: list[float]) -> tuple[str, list[float], str] | None:
+def onednn_post_op(activation: str, params: list[float]) -> tuple[str, list[float], str] | None:
     """oneDNN's name, scalars and algorithm for one of braze's fused activations."""
     simple = {"none": "none", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hardswish": "hardswish",
               "silu": "swish"}
@@ -38,7 +38,7 @@ def onednn_available() -> bool:
 
 class OneDnnConvTactic(TacticBase):
     name = "onednn_conv"
-    reads_constants = False
+    owned_inputs = (1, 2)  # weight and bias, prepared at compile
 
     def supports(self, node: Node, target: Target) -> bool:
         if target.is_cuda or not onednn_available() or node.op not in ("Conv", "FusedConv"):
@@ -47,14 +47,14 @@ class OneDnnConvTactic(TacticBase):
         act = node.attrs.get("activation", "none")
         residual = node.input(3) is not None
         return (w.is_constant and w.rank == 4 and x.is_static and x.dtype is not None and x.dtype.value == "float32"
-                and (b is None or b.is_constant) and _post_op(act, list(node.attrs.get("act_params") or [])) is not None
+                and (b is None or b.is_constant)
+                and onednn_post_op(act, list(node.attrs.get("act_params") or [])) is not None
                 and (not residual or act in ("none", "relu")) and node.outputs[0].is_static)
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         x, w_t = node.inputs[0], node.inputs[1]
         a = node.attrs
-        win = window(x.shape[2:], w_t.shape[2:], strides=a.get("strides"), dilations=a.get("dilations"),  # type: ignore[index]
-                     pads=a.get("pads"), auto_pad=a.get("auto_pad", "NOTSET"))
+        win = conv_geometry(node)
         padding = list(win.begin) if win.symmetric else [0, 0]
         pre_pad = None if win.symmetric else (win.begin[1], win.end[1], win.begin[0], win.end[0])
         stride, dilation, group = list(win.strides), list(win.dilations), int(a.get("group", 1))
@@ -62,11 +62,13 @@ class OneDnnConvTactic(TacticBase):
         if pre_pad is not None:
             shape[2] += win.begin[0] + win.end[0]
             shape[3] += win.begin[1] + win.end[1]
-        weight = torch.ops.mkldnn._reorder_convolution_weight(w_t.value.contiguous(), padding, stride, dilation,  # type: ignore[union-attr]
-                                                              group, shape)
+        w = w_t.value.contiguous()  # type: ignore[union-attr]
+        weight = torch.ops.mkldnn._reorder_convolution_weight(w, padding, stride, dilation, group, shape)
         b = node.input(2)
         bias = b.value.contiguous() if b is not None else None  # type: ignore[union-attr]
-        unary, scalars, algorithm = _post_op(a.get("activation", "none"), list(a.get("act_params") or []))  # type: ignore[misc]
+        post_op = onednn_post_op(a.get("activation", "none"), list(a.get("act_params") or []))
+        assert post_op is not None, "supports() checked the activation"
+        unary, scalars, algorithm = post_op
         conv = torch.ops.mkldnn._convolution_pointwise
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):

@@ -14,19 +14,11 @@ import torch.nn.functional as F
 from ...device import Target
 from ...ir import Node
 from ...ops.fused import activate
-from ...ops.spatial import window
+from ..operands import conv_geometry
 from ..tactic import TacticBase
 
 _CL = torch.channels_last
 _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def conv_geometry(node: Node):
-    """The resolved window (explicit pads) of a 2-D Conv/FusedConv node."""
-    x, w = node.inputs[0], node.inputs[1]
-    a = node.attrs
-    return window(x.shape[2:], w.shape[2:], strides=a.get("strides"), dilations=a.get("dilations"),  # type: ignore[index]
-                  pads=a.get("pads"), auto_pad=a.get("auto_pad", "NOTSET"))
 
 
 def _is_conv2d(node: Node) -> bool:
@@ -42,7 +34,7 @@ class CudnnConvTactic(TacticBase):
 
     name = "cudnn_conv"
     writes_output = False
-    reads_constants = False
+    owned_inputs = (1, 2)  # weight and bias, prepared at compile
 
     def supports(self, node: Node, target: Target) -> bool:
         return target.is_cuda and _is_conv2d(node)
@@ -81,7 +73,8 @@ class CudnnConvTactic(TacticBase):
             residual = inputs[3] if len(inputs) > 3 else None
             if fused:
                 if residual is not None:
-                    return [torch.cudnn_convolution_add_relu(x, w, residual, 1.0, bias, stride, padding, dilation, group)]
+                    return [torch.cudnn_convolution_add_relu(x, w, residual, 1.0, bias, stride, padding, dilation,
+                                                             group)]
                 return [torch.cudnn_convolution_relu(x, w, bias, stride, padding, dilation, group)]
             y = F.conv2d(x, w, bias, stride, padding, dilation, group)
             if residual is not None:
@@ -99,14 +92,15 @@ class Conv1x1GemmTactic(TacticBase):
 
     name = "conv1x1_gemm"
     writes_output = False
-    reads_constants = False
+    owned_inputs = (1, 2)  # weight and bias, prepared at compile
 
     def supports(self, node: Node, target: Target) -> bool:
         if not (target.is_cuda and _is_conv2d(node)) or int(node.attrs.get("group", 1)) != 1:
             return False
         win = conv_geometry(node)
-        return (node.inputs[1].shape[2:] == (1, 1) and win.strides == (1, 1) and win.begin == (0, 0)  # type: ignore[index]
-                and win.end == (0, 0) and node.inputs[0].dtype.torch != torch.float32)  # type: ignore[union-attr]
+        one_by_one = tuple(node.inputs[1].shape[2:]) == (1, 1)  # type: ignore[index]
+        return (one_by_one and win.strides == (1, 1) and win.begin == (0, 0) and win.end == (0, 0)
+                and node.inputs[0].dtype.torch != torch.float32)  # type: ignore[union-attr]
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         dtype = node.inputs[0].dtype.torch  # type: ignore[union-attr]
@@ -114,7 +108,10 @@ class Conv1x1GemmTactic(TacticBase):
         m, c = w.shape[0], w.shape[1]
         wt = w.reshape(m, c).t()  # [C, M] view of the row-major [M, C] weight
         b = node.input(2)
-        bias = b.value.to(target.device, dtype) if b is not None else torch.zeros(m, dtype=dtype, device=target.device)  # type: ignore[union-attr]
+        if b is not None:
+            bias = b.value.to(target.device, dtype)  # type: ignore[union-attr]
+        else:
+            bias = torch.zeros(m, dtype=dtype, device=target.device)
         act, params = node.attrs.get("activation", "none"), list(node.attrs.get("act_params") or [])
         n, _, h, wd = node.outputs[0].shape  # type: ignore[misc]
 

@@ -11,24 +11,8 @@ import torch
 from ...device import Target
 from ...ir import Node
 from ...ops.fused import activate
+from ..operands import gemm_operands
 from ..tactic import TacticBase
-
-_FLOAT = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def gemm_operands(node: Node) -> tuple[int, int] | None:
-    """(K, N) when the node is x[..., K] @ W[K, N] with a constant 2-D weight (MatMul or FusedGemm)."""
-    if not ((node.op == "MatMul" and node.domain == "") or (node.op == "FusedGemm" and node.domain == "braze")):
-        return None
-    x, w = node.inputs[0], node.inputs[1]
-    if not (w.is_constant and w.rank == 2 and x.is_static and x.rank is not None and x.rank >= 2):
-        return None
-    if x.dtype is None or x.dtype.torch not in _FLOAT or node.outputs[0].dtype != x.dtype:
-        return None
-    if node.input(2) is not None and not node.inputs[2].is_constant:
-        return None
-    return int(w.shape[0]), int(w.shape[1])  # type: ignore[index]
-
 
 def prepared(node: Node, target: Target, transposed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The weight as a [K, N] operand (a view of a row-major [N, K] copy when `transposed`) and the bias."""
@@ -43,7 +27,7 @@ class CublasGemmTactic(TacticBase):
     """x @ W (+ bias) (+ activation) (+ residual) with torch.addmm / _addmm_activation into the output."""
 
     name = "cublas"
-    reads_constants = False
+    owned_inputs = (1, 2)  # weight and bias, prepared at compile
 
     def supports(self, node: Node, target: Target) -> bool:
         return target.is_cuda and gemm_operands(node) is not None
@@ -90,7 +74,7 @@ class TritonGemmTactic(TacticBase):
     """braze's Triton GEMM: act(x @ W + bias) + residual in one kernel; the block shape is tuned."""
 
     name = "triton_gemm"
-    reads_constants = False
+    owned_inputs = (1, 2)  # weight and bias, prepared at compile
 
     def supports(self, node: Node, target: Target) -> bool:
         from ..triton.gemm import ACTIVATIONS

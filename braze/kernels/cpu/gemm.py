@@ -1,0 +1,59 @@
+"""Matrix products on the CPU through oneDNN: the constant weight reordered once into oneDNN's blocked
+layout for the layer's row count, bias and activation fused as post-ops, a residual added by a binary
+post-op (the path PyTorch's own CPU compiler takes for linear layers)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ...device import Target
+from ...ir import Node
+from ..operands import gemm_operands
+from ..tactic import TacticBase
+from .conv import onednn_available, onednn_post_op
+
+
+def onednn_linear_available() -> bool:
+    return onednn_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class OneDnnGemmTactic(TacticBase):
+    name = "onednn_gemm"
+    owned_inputs = (1, 2)  # weight and bias, prepared at compile
+
+    def supports(self, node: Node, target: Target) -> bool:
+        if target.is_cuda or not onednn_linear_available() or gemm_operands(node) is None:
+            return False
+        x = node.inputs[0]
+        act, params = node.attrs.get("activation", "none"), list(node.attrs.get("act_params") or [])
+        return x.dtype is not None and x.dtype.value == "float32" and onednn_post_op(act, params) is not None
+
+    def compile(self, node: Node, config: dict[str, Any], target: Target):
+        k, n = gemm_operands(node)  # type: ignore[misc]
+        rows = node.inputs[0].numel // k
+        w = node.inputs[1].value.t().contiguous()  # type: ignore[union-attr]
+        weight = torch.ops.mkldnn._reorder_linear_weight(w, rows)
+        b = node.input(2)
+        bias = b.value.reshape(-1).contiguous() if b is not None else None  # type: ignore[union-attr]
+        unary, scalars, algorithm = onednn_post_op(node.attrs.get("activation", "none"),  # type: ignore[misc]
+                                             list(node.attrs.get("act_params") or []))
+        linear = torch.ops.mkldnn._linear_pointwise
+
+        def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
+            x = inputs[0].reshape(-1, k).contiguous()  # type: ignore[union-attr]
+            residual = inputs[3] if len(inputs) > 3 else None
+            if residual is not None and unary == "none":
+                y = linear(x, residual.reshape(-1, n).contiguous(), weight, bias, "add")
+            else:
+                y = linear(x, weight, bias, unary, scalars, algorithm or None)
+                if residual is not None:
+                    y.add_(residual.reshape(-1, n))
+            out = outputs[0]
+            if out is None:
+                return [y.view(node.outputs[0].shape)]  # type: ignore[arg-type]
+            out.view(-1, n).copy_(y)
+            return None
+
+        return kernel
