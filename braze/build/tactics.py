@@ -137,11 +137,17 @@ def _outputs(node: Node, device: torch.device) -> list[torch.Tensor | None]:
 
 
 def _agrees(results: list[torch.Tensor], reference: list[torch.Tensor], node: Node) -> bool:
+    """Every result has the reference's shape and, for floats, its NaNs and infinities where the reference
+    has them and its finite values within ten times the dtype's tolerance (integers exactly)."""
     for r, ref, t in zip(results, reference, node.outputs):
         if r is None or tuple(r.shape) != tuple(ref.shape):
             return False
         if r.dtype.is_floating_point:
-            if rel_l2(r.float(), ref) > 10 * tolerance(t.dtype).rel_l2:  # type: ignore[arg-type]
+            r, ref = r.float(), ref.float()
+            finite = torch.isfinite(ref)
+            if not torch.equal(torch.isnan(r), torch.isnan(ref)) or not torch.equal(r[ref.isinf()], ref[ref.isinf()]):
+                return False
+            if not rel_l2(r[finite], ref[finite]) <= 10 * tolerance(t.dtype).rel_l2:  # type: ignore[arg-type]
                 return False
         elif not torch.equal(r, ref.to(r.dtype)):
             return False

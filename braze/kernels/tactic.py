@@ -10,7 +10,9 @@ the context's arena) the kernel must fill; an entry is None where the output's s
 known at run time, and then the kernel returns the list of tensors it produced. A tactic whose
 `writes_output` is False always returns its outputs (vendor-library calls that allocate their
 result): the memory plan gives those tensors no arena space, and on CUDA they come from the
-execution graph's private memory pool, allocated once at capture.
+execution graph's private memory pool, allocated once at capture. Such a result must be memory of
+its own, never a view of an input (`detached_from`): the plan reuses an input's memory once its last
+reader has run, and only the view tactics' outputs are planned as aliases.
 """
 
 from __future__ import annotations
@@ -52,3 +54,11 @@ class TacticBase:
 
     def compile(self, node: Node, config: dict[str, Any], target: Target) -> Kernel:
         raise NotImplementedError
+
+
+def detached_from(results: Sequence[Any], inputs: Sequence[Any]) -> list[Any]:
+    """`results` with every tensor that shares memory with one of `inputs` (a reference implementation's
+    Reshape, Transpose or Identity returns a view) replaced by a copy of its own."""
+    storages = {x.untyped_storage().data_ptr() for x in inputs if isinstance(x, torch.Tensor)}
+    return [r.clone() if isinstance(r, torch.Tensor) and r.untyped_storage().data_ptr() in storages else r
+            for r in results]

@@ -11,7 +11,7 @@ from ...errors import ExecutionError
 from ...ir import Node
 from ...ops import REGISTRY
 from ...ops.opdef import input_dtypes
-from ..tactic import TacticBase
+from ..tactic import TacticBase, detached_from
 
 
 class ReferenceTactic(TacticBase):
@@ -33,11 +33,8 @@ class ReferenceTactic(TacticBase):
             results = opdef.run(inputs, attrs, n_out, dtypes)
             for i, (name, out, res) in enumerate(zip(names, outputs, results)):
                 if out is None:
-                    # NOTE: a result that is a view of an input (a Reshape to a run-time shape) must not
-                    # outlive it: the memory plan does not know of the alias and reuses the input's memory.
-                    # Sequences and optionals hold tensors of their own (braze/ops/sequence.py).
-                    if isinstance(res, torch.Tensor) and _aliases(res, inputs):
-                        results[i] = res.clone()
+                    # NOTE: sequences and optionals hold tensors of their own (braze/ops/sequence.py)
+                    results[i] = detached_from([res], inputs)[0]
                     continue
                 if not isinstance(res, torch.Tensor):
                     raise ExecutionError(f"output {name!r} came out as {_kind(res)}, planned as a tensor")
@@ -48,11 +45,6 @@ class ReferenceTactic(TacticBase):
             return results
 
         return kernel
-
-
-def _aliases(t: torch.Tensor, inputs: Sequence[Any]) -> bool:
-    storage = t.untyped_storage().data_ptr()
-    return any(isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == storage for x in inputs)
 
 
 def _kind(value: Any) -> str:

@@ -1,6 +1,6 @@
 """The CUDA fallback for every op: its reference implementation, run by torch on the GPU.
 
-The result is adopted as the layer's output (no copy); an op whose implementation cannot run on
+The result is adopted as the layer's output (no copy, unless it is a view of an input); an op whose implementation cannot run on
 the GPU is detected when the builder times it, and runs on the CPU instead (`device: cpu`), which
 keeps the engine correct but out of CUDA graphs.
 """
@@ -15,7 +15,7 @@ from ...device import Target
 from ...ir import Node
 from ...ops import REGISTRY
 from ...ops.opdef import input_dtypes
-from ..tactic import TacticBase
+from ..tactic import TacticBase, detached_from
 
 
 class TorchTactic(TacticBase):
@@ -44,7 +44,7 @@ class TorchTactic(TacticBase):
             return on_cpu
 
         def kernel(inputs: Sequence[Any], outputs: Sequence[torch.Tensor | None]):
-            return opdef.run(inputs, attrs, n_out, dtypes)
+            return detached_from(opdef.run(inputs, attrs, n_out, dtypes), inputs)
 
         kernel.capturable = not _host_work(node)  # type: ignore[attr-defined]
         return kernel
