@@ -90,7 +90,9 @@ class _Tuner:
                 timings[label] = float("nan")
                 self.say(f"  {where} {node.name}: {label} disagrees with the other candidates; not used")
                 continue
-            if not getattr(kernel, "capturable", True):
+            if tactic.moves_no_data:
+                ms = 0.0  # NOTE: timing a host-only view measures host noise, which could lose to a copy kernel
+            elif not getattr(kernel, "capturable", True):
                 ms = float("inf")
             else:
                 ms = time_kernel(lambda: kernel(args, outs), self.target.device, flush=self.flush)

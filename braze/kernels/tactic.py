@@ -31,6 +31,7 @@ class Tactic(Protocol):
     name: str
     writes_output: bool
     owned_inputs: tuple[int, ...]
+    moves_no_data: bool
 
     def supports(self, node: Node, target: Target) -> bool: ...
 
@@ -45,6 +46,7 @@ class TacticBase:
     name = "base"
     writes_output = True
     owned_inputs: tuple[int, ...] = ()  # constant inputs the kernel prepared its own copy of at compile
+    moves_no_data = False  # the kernel only makes views: it launches no GPU work, so it is not timed
 
     def supports(self, node: Node, target: Target) -> bool:
         raise NotImplementedError

@@ -177,3 +177,21 @@ def test_pointwise_tactic(precision):
     feeds = [torch.randn(4, 7, 33).to(dt) if t.name == "x" else torch.randint(0, 2, (4, 1, 33))
              for t in lowered.inputs]
     assert _check_all_tactics(lowered, feeds, precision) >= 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("axis,bias", [(-1, True), (-1, False), (-2, True)])
+def test_layer_norm_tactics(precision, axis, bias):
+    shape = [4, 33, 96]
+    normalized = shape[axis:]
+    rng = np.random.default_rng(3)
+    inits = [onh.from_array(rng.standard_normal(normalized).astype(np.float32), "scale")]
+    if bias:
+        inits.append(onh.from_array(rng.standard_normal(normalized).astype(np.float32), "bias"))
+    node = oh.make_node("LayerNormalization", ["x", "scale", "bias" if bias else ""], ["y"], axis=axis, epsilon=1e-3)
+    graph = _graph([node], [oh.make_tensor_value_info("x", 1, shape)], [oh.make_tensor_value_info("y", 1, None)], inits)
+    lowered = _layers(graph, {}, precision)
+    ln = next(n for n in lowered.nodes if n.op == "LayerNormalization")
+    assert any(t.name == "triton_layernorm" and t.supports(ln, Target.parse("cuda")) for t in tactics_for(Target.parse("cuda")))
+    feeds = [(torch.randn(shape) * 2 + 0.5).to(DTYPES[precision])]
+    assert _check_all_tactics(lowered, feeds, precision) >= 6  # every tactic and configuration of each layer

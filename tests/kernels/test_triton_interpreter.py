@@ -91,3 +91,24 @@ def test_unsupported_bodies_are_declined():
     engine = braze.Builder("cpu").build(model)
     assert engine.graph.nodes[0].op == "Pointwise"
     assert generate(engine.graph.nodes[0].attrs["body"]) is None
+
+
+def test_triton_layer_norm_with_and_without_bias():
+    interpret("""
+        import torch
+        import torch.nn.functional as F
+        from braze.kernels.triton.norm import CONFIGS, layer_norm
+        torch.manual_seed(0)
+        x = torch.randn(5, 7, 48) * 3 + 1
+        w, b = torch.randn(48), torch.randn(48)
+        for config in CONFIGS:
+            for bias in (b, None):
+                out = torch.full_like(x, float("nan"))
+                layer_norm(x, w, bias, out, 1e-5, **config)
+                err = (out - F.layer_norm(x, (48,), w, bias, 1e-5)).abs().max().item()
+                assert err < 1e-4, (config, bias is None, err)
+        x2, w2 = torch.randn(3, 4, 5), torch.randn(20)  # normalized over the last two axes, a row not a power of 2
+        out = torch.empty_like(x2)
+        layer_norm(x2, w2, None, out, 1e-3, ROWS=2)
+        assert (out - F.layer_norm(x2, (4, 5), w2.reshape(4, 5), None, 1e-3)).abs().max().item() < 1e-4
+    """)

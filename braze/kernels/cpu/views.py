@@ -17,6 +17,7 @@ class ViewTactic(TacticBase):
 
     name = "view"
     writes_output = False
+    moves_no_data = True
 
     def supports(self, node: Node, target: Target) -> bool:
         return is_view(node)

@@ -1,5 +1,5 @@
 """CUDA tactics: vendor libraries through torch (cuDNN, cuBLAS/cuBLASLt, scaled-dot-product attention),
-braze's Triton kernels (GEMM with fused epilogues, generated pointwise kernels), and the torch fallback
+braze's Triton kernels (GEMM with fused epilogues, generated pointwise kernels, LayerNorm), and the torch fallback
 that runs any op's reference on the GPU. The builder times every tactic that supports a layer."""
 
 from ..cpu.views import ConcatInPlaceTactic, ViewTactic
@@ -7,6 +7,7 @@ from .attention import SdpaTactic
 from .conv import Conv1x1GemmTactic, CudnnConvTactic
 from .gemm import CublasGemmTactic, TritonGemmTactic
 from .generic import GatherTactic, TorchTactic
+from .norm import TritonLayerNormTactic
 from .pointwise import TritonPointwiseTactic
 
 TACTICS = [
@@ -18,6 +19,7 @@ TACTICS = [
     TritonGemmTactic(),
     SdpaTactic(),
     TritonPointwiseTactic(),
+    TritonLayerNormTactic(),
     GatherTactic(),
     TorchTactic(),
 ]
