@@ -255,6 +255,9 @@ def max_unpool(x, indices, output_shape=None, *, kernel_shape: list[int], pads: 
         raise ValueError(f"the kernel has {len(kernel_shape)} spatial axes, the input has {rank}")
     begin, end = split_pads(rank, pads)
     strides_ = spatial_attrs(rank, "strides", strides, 1)
+    # NOTE: the indices address the output_shape tensor, as MaxPool computed them on the unpooled input and as
+    # onnxruntime and PyTorch read them; the node suite's with_output_shape case expects indices into the
+    # window's unpooled size, padded at the end, a reading known to contradict MaxPool (onnx/onnx#2398)
     if output_shape is not None:
         shape = [int(d) for d in output_shape.tolist()]
         if len(shape) != x.dim():
