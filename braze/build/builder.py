@@ -83,7 +83,7 @@ class Builder:
         if cache is not None:
             cache.save()
         tactics = {t.name: t for t in tactics_for(self.target)}
-        views = frozenset(n for n, c in layers.items() if c.tactic == "view")
+        views = frozenset(n for n, c in layers.items() if tactics[c.tactic].moves_no_data)
         allocating = frozenset(n for n, c in layers.items() if not tactics[c.tactic].writes_output)
         memory = plan_memory(graph, alignment=256 if self.target.is_cuda else 64, view_layers=views,
                              allocating_layers=allocating)

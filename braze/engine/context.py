@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-import time
-import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -26,6 +24,7 @@ import torch
 from ..errors import BrazeError, ExecutionError, InputError
 from ..ir import (OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, DType, Tensor, contiguous_strides, format_shape,
                   to_numpy, to_torch)
+from ..tune.timing import time_in_cuda_graph, time_kernel
 from .engine import Binding, Engine
 
 
@@ -152,9 +151,9 @@ class ExecutionContext:
                 outs = [self._values[s] if self.engine.slots[s].kind == "activation" else None for s in step.outputs]
                 run = functools.partial(step.kernel, ins, outs)
                 if self._cuda and step.capturable:
-                    ms = _time_layer_in_graph(run, self.device, self.stream, runs)
+                    ms = time_in_cuda_graph(run, self.device, self.stream, runs)
                 else:
-                    ms = _time_layer(run, self.device, runs)
+                    ms = time_kernel(run, self.device, warmup=1, repeat=runs)
                 timings.append((step.node.name, ms))
         self._values[:] = saved if self._cuda else self._fixed
         return timings
@@ -295,52 +294,6 @@ class ExecutionContext:
 
     def _describe_inputs(self) -> str:
         return ", ".join(f"{b.name!r}: {_type_str(b)}" for b in self.engine.inputs) or "none"
-
-
-def _time_layer(run, device: torch.device, runs: int) -> float:
-    run()
-    if device.type != "cuda":
-        samples = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            run()
-            samples.append((time.perf_counter() - started) * 1000)
-        return float(np.median(samples))
-    torch.cuda.synchronize(device)
-    marks = [torch.cuda.Event(enable_timing=True) for _ in range(runs + 1)]
-    marks[0].record()
-    for mark in marks[1:]:
-        run()
-        mark.record()
-    torch.cuda.synchronize(device)
-    return float(np.median([a.elapsed_time(b) for a, b in zip(marks, marks[1:])]))
-
-
-def _time_layer_in_graph(run, device: torch.device, stream: torch.cuda.Stream, runs: int) -> float:
-    """Milliseconds per call of `run`: `runs` calls captured as one CUDA graph, the median of 5 replays."""
-    run()
-    torch.cuda.synchronize(device)
-    graph = torch.cuda.CUDAGraph()
-    try:
-        with warnings.catch_warnings(), torch.cuda.stream(stream), \
-                torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-            warnings.simplefilter("ignore")  # a view layer launches nothing: its graph is empty, its time ~0
-            for _ in range(runs):
-                run()
-    except RuntimeError:
-        torch.cuda.synchronize(device)
-        return _time_layer(run, device, runs)
-    samples = []
-    with torch.cuda.stream(stream):
-        graph.replay()
-        for _ in range(5):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(stream)
-            graph.replay()
-            end.record(stream)
-            samples.append((start, end))
-        stream.synchronize()
-    return float(np.median([s.elapsed_time(e) for s, e in samples])) / runs
 
 
 def _type_str(b: Binding) -> str:

@@ -10,6 +10,8 @@ where the order matters (compare, divide), with explicit unsigned algorithms for
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..ir import DType, Node
@@ -216,31 +218,27 @@ def minimum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _select(_ordered(a) < _ordered(b), a, b)
 
 
+def _fold(combine, xs):
+    """combine(...combine(combine(x0, x1), x2)..., xn), broadcasting; a single input comes back as a copy."""
+    return functools.reduce(combine, xs[1:], xs[0].clone())
+
+
 @op("Max", since=8)
 def max_(*xs):
     check_inputs("Max", NUMERIC, *xs)
-    result = xs[0].clone()
-    for x in xs[1:]:
-        result = maximum(result, x)
-    return result
+    return _fold(maximum, xs)
 
 
 @op("Min", since=8)
 def min_(*xs):
     check_inputs("Min", NUMERIC, *xs)
-    result = xs[0].clone()
-    for x in xs[1:]:
-        result = minimum(result, x)
-    return result
+    return _fold(minimum, xs)
 
 
 @op("Sum", since=8)
 def sum_(*xs):
     check_inputs("Sum", FLOATS, *xs)
-    result = xs[0].clone()
-    for x in xs[1:]:
-        result = result + x
-    return result
+    return _fold(torch.add, xs)
 
 
 @op("Mean", since=8)

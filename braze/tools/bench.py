@@ -101,7 +101,8 @@ def format_result(r: dict[str, Any]) -> list[str]:
         lines.append("=== Per-layer profile (each layer timed alone on its real inputs"
                      f"{', in a CUDA graph' if r['cuda_graph'] else ''}) ===")
         total = sum(p["ms"] for p in r["profile"])
-        whole = f"; the engine's GPU compute time {r['gpu_compute_ms']['median']:.4f} ms" if "gpu_compute_ms" in r else ""
+        whole = (f"; the engine's GPU compute time {r['gpu_compute_ms']['median']:.4f} ms"
+                 if "gpu_compute_ms" in r else "")
         lines.append(f"Sum of layer times: {total:.4f} ms{whole}")
         width = min(56, max(len(p["layer"]) for p in r["profile"]))
         lines.append(f"  {'Layer':<{width}}  {'Op':<18} {'Tactic':<18} {'ms':>9} {'share':>7}")

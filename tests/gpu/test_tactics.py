@@ -192,6 +192,7 @@ def test_layer_norm_tactics(precision, axis, bias):
     graph = _graph([node], [oh.make_tensor_value_info("x", 1, shape)], [oh.make_tensor_value_info("y", 1, None)], inits)
     lowered = _layers(graph, {}, precision)
     ln = next(n for n in lowered.nodes if n.op == "LayerNormalization")
-    assert any(t.name == "triton_layernorm" and t.supports(ln, Target.parse("cuda")) for t in tactics_for(Target.parse("cuda")))
+    cuda = Target.parse("cuda")
+    assert any(t.name == "triton_layernorm" and t.supports(ln, cuda) for t in tactics_for(cuda))
     feeds = [(torch.randn(shape) * 2 + 0.5).to(DTYPES[precision])]
     assert _check_all_tactics(lowered, feeds, precision) >= 6  # every tactic and configuration of each layer

@@ -37,16 +37,6 @@ def script():
     return load_script()
 
 
-def onnxruntime_outputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
-
-
 def test_both_exporters_are_covered():
     stems = {p.stem for p in EXPORTED}
     models = {s.rsplit("_", 1)[0] for s in stems}
@@ -61,7 +51,7 @@ def test_exported_model_matches_onnxruntime(path, script):
     spec = json.loads(next(p.value for p in model.metadata_props if p.key == script.METADATA_KEY))
     assert path.stem == f"{spec['model']}_{spec['exporter']}"
     feeds = script.sample_feeds(model, seed=1)
-    expected = onnxruntime_outputs(model, feeds)
+    expected = script.onnxruntime_outputs(model, feeds)
     engine = braze.Builder("cpu").build(model, braze.BuilderConfig(shapes={n: v.shape for n, v in feeds.items()}))
     actual = engine.create_execution_context().infer(feeds)
     assert set(actual) == set(expected)

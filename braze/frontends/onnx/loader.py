@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import onnx
 from onnx import inliner
@@ -60,7 +61,7 @@ def _decode(data: bytes, where: str) -> onnx.ModelProto:
 def _load_external(model: onnx.ModelProto, base_dir: Path, where: str) -> None:
     from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
-    if not any(uses_external_data(t) for t in _all_initializers(model.graph)):
+    if not any(uses_external_data(t) for g in all_graphs(model.graph) for t in g.initializer):
         return
     try:
         load_external_data_for_model(model, str(base_dir))
@@ -68,15 +69,16 @@ def _load_external(model: onnx.ModelProto, base_dir: Path, where: str) -> None:
         raise ModelError(f"{where}: could not read the external data of its weights from {base_dir}: {e}") from None
 
 
-def _all_initializers(graph: onnx.GraphProto):
-    yield from graph.initializer
+def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """`graph` and every subgraph in its nodes' attributes (If, Loop, Scan bodies), depth first."""
+    yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_initializers(attr.g)
+                yield from all_graphs(attr.g)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for g in attr.graphs:
-                    yield from _all_initializers(g)
+                    yield from all_graphs(g)
 
 
 def check_model(model: onnx.ModelProto, where: str) -> onnx.ModelProto:

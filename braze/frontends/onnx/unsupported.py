@@ -24,6 +24,7 @@ import onnx.shape_inference
 
 from ...errors import UnsupportedError
 from ...ops import REGISTRY
+from .loader import all_graphs
 
 ONNX_DOMAINS = ("", "ai.onnx")
 DETAILED_NODES = 10  # per op type, nodes listed with their inputs' types; the rest by name only
@@ -37,15 +38,8 @@ ORT_QUANTIZED = frozenset({"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinea
 
 
 def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    """Every node of `graph` and of the subgraphs in its nodes' attributes, depth first."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from all_nodes(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from all_nodes(g)
+    """Every node of `graph` and of the subgraphs in its nodes' attributes."""
+    return (node for g in all_graphs(graph) for node in g.node)
 
 
 def find_unsupported(model: onnx.ModelProto, opsets: dict[str, int], where: str = "the model") -> None:

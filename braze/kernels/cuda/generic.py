@@ -1,8 +1,8 @@
 """The CUDA fallback for every op: its reference implementation, run by torch on the GPU.
 
-The result is adopted as the layer's output (no copy, unless it is a view of an input); an op whose implementation cannot run on
-the GPU is detected when the builder times it, and runs on the CPU instead (`device: cpu`), which
-keeps the engine correct but out of CUDA graphs.
+The result is adopted as the layer's output (no copy, unless it is a view of an input); an op whose
+implementation cannot run on the GPU is detected when the builder times it, and runs on the CPU instead
+(`device: cpu`), which keeps the engine correct but out of CUDA graphs.
 """
 
 from __future__ import annotations

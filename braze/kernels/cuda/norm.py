@@ -25,15 +25,15 @@ class TritonLayerNormTactic(TacticBase):
         if not (target.is_cuda and node.op == "LayerNormalization" and node.domain == ""):
             return False
         x, scale, bias = node.input(0), node.input(1), node.input(2)
-        if x is None or not x.is_static or x.dtype not in _FLOATS or any(t is not None for t in node.outputs[1:]):
+        if x is None or scale is None or not x.is_static or x.dtype not in _FLOATS:
             return False
-        axis = int(node.attrs.get("axis", -1)) % x.rank  # type: ignore[operator]
-        normalized = tuple(x.shape[axis:])  # type: ignore[index]
+        if any(t is not None for t in node.outputs[1:]):  # Mean and InvStdDev are not computed
+            return False
+        normalized = tuple(x.shape[int(node.attrs.get("axis", -1)) % x.rank:])  # type: ignore[index,operator]
         from ..triton.norm import MAX_COLS
 
-        return (math.prod(normalized) <= MAX_COLS and all(
+        return math.prod(normalized) <= MAX_COLS and all(
             t is None or (t.is_constant and tuple(t.shape) == normalized) for t in (scale, bias))
-            and scale is not None)
 
     def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:
         from ..triton.norm import CONFIGS
@@ -44,18 +44,17 @@ class TritonLayerNormTactic(TacticBase):
         from ..triton.norm import layer_norm
 
         dtype = node.inputs[0].dtype.torch  # type: ignore[union-attr]
-        scale = node.inputs[1].value.to(target.device, dtype).reshape(-1).contiguous()  # type: ignore[union-attr]
-        b = node.input(2)
-        bias = None if b is None else b.value.to(target.device, dtype).reshape(-1).contiguous()  # type: ignore[union-attr]
+        scale, bias = (None if t is None else t.value.to(target.device, dtype).reshape(-1).contiguous()
+                       for t in (node.input(1), node.input(2)))  # type: ignore[union-attr]
         eps = float(node.attrs.get("epsilon", 1e-5))
         rows, warps = int(config.get("ROWS", 1)), int(config.get("num_warps", 4))
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
             x, out = inputs[0].contiguous(), outputs[0]  # type: ignore[union-attr]
-            target_out = out if out.is_contiguous() else torch.empty_like(x)  # type: ignore[union-attr]
-            layer_norm(x, scale, bias, target_out, eps, ROWS=rows, num_warps=warps)
-            if target_out is not out:
-                out.copy_(target_out)  # type: ignore[union-attr]
+            dense = out if out.is_contiguous() else torch.empty_like(x)  # type: ignore[union-attr]
+            layer_norm(x, scale, bias, dense, eps, ROWS=rows, num_warps=warps)
+            if dense is not out:
+                out.copy_(dense)  # type: ignore[union-attr]
             return None
 
         return kernel
