@@ -3,9 +3,13 @@
 Each context owns an arena (one allocation, carved into the views the builder planned); weights and
 kernels are the engine's, shared. On CUDA the context also owns static input buffers, and the first
 run captures the whole engine as one CUDA graph on the context's own stream, which later runs
-replay; tensors that library kernels allocate come from that graph's private pool, once. A context
-runs one inference at a time: use one context per thread (or per stream) to run an engine
-concurrently.
+replay; tensors that library kernels allocate come from that graph's private pool, once.
+
+A context runs one inference at a time, as TensorRT's do: use one context per thread (or per stream)
+to run an engine concurrently. Two threads inside one context's run at once would share its arena
+and corrupt each other's outputs, so a call that finds the context busy raises a BrazeError saying
+so rather than wait (a lock would hide the misuse and serialize what the user meant to run in
+parallel). On CUDA, a run enqueued on another stream than the previous run waits for it on the GPU.
 
 Sequences and optionals travel as a list of tensors and as their element or None; they are never
 in the arena, and their inputs get no static buffer.
@@ -29,6 +33,8 @@ from .engine import Binding, Engine
 
 
 _CAPTURE_LOCK = threading.Lock()
+_BUSY = ("this execution context is being used by another thread; create one context per thread "
+         "(engine.create_execution_context()): contexts share the engine's weights, each has its own activations")
 
 
 class ExecutionContext:
@@ -58,6 +64,9 @@ class ExecutionContext:
                 self._static_inputs.append(buffer)
             self.stream = torch.cuda.Stream(device)
         self._fixed = list(self._values)
+        # NOTE: held for the whole of every run (infer, execute_async, profile); taken without waiting
+        self._busy = threading.Lock()
+        self._last_stream: torch.cuda.Stream | None = None  # the stream the last CUDA run was enqueued on
         self._graph: torch.cuda.CUDAGraph | None = None
         self.eager_reason: str | None = None  # why this context runs without a CUDA graph, if it does
         self.graph_pool_bytes = 0
@@ -71,25 +80,15 @@ class ExecutionContext:
     # -- public ------------------------------------------------------------------------------------
 
     def infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """Run the engine on `feeds` (name -> numpy array or torch tensor, on any device).
+        """Run the engine on `feeds` (name -> numpy array, or torch tensor on the CPU or the engine's device).
 
         Returns name -> output: numpy arrays, or torch tensors (on the engine's device) when any
         input was a torch tensor. Outputs are copies: the next run does not change them."""
-        as_torch = any(isinstance(x, torch.Tensor) for v in feeds.values()
-                       for x in (v if isinstance(v, (list, tuple)) else [v]))
-        values = self._check(feeds)
-        if self._cuda:
-            with torch.cuda.stream(self.stream):
-                self._bind(values)
-                self._execute()
-                outputs = [_copy(self._values[slot]) for slot in self.engine.output_slots]
-            self.stream.synchronize()
-        else:
-            self._bind(values)
-            self._execute()
-            outputs = [_copy(self._values[slot]) for slot in self.engine.output_slots]
-            self._values[:] = self._fixed
-        return {b.name: (v if as_torch else _to_numpy(v, b.dtype)) for b, v in zip(self.engine.outputs, outputs)}
+        self._enter()
+        try:
+            return self._infer(feeds)
+        finally:
+            self._busy.release()
 
     def execute_async(self, bindings: Mapping[str, torch.Tensor], stream: torch.cuda.Stream | None = None
                       ) -> dict[str, torch.Tensor]:
@@ -98,28 +97,36 @@ class ExecutionContext:
         `bindings` holds a CUDA tensor for every input and, optionally, for outputs to be written; inputs
         that are this context's own buffers (`input_buffer(name)`) are read in place, others are copied
         in on the stream. Returns every output: the given tensors, or this context's output tensors,
-        valid until the next run."""
+        valid until the next run. A run on another stream than the last one waits for the last on the GPU."""
         if not self._cuda:
             raise BrazeError("execute_async runs CUDA engines; for a CPU engine call infer()")
-        inputs = {b.name: bindings[b.name] for b in self.engine.inputs if b.name in bindings}
-        values = self._check(inputs, copy=False)
-        stream = stream or torch.cuda.current_stream(self.device)
-        with torch.cuda.stream(stream):
-            for buffer, value, slot in zip(self._static_inputs, values, self.engine.input_slots):
-                if buffer is None:
-                    self._values[slot] = value
-                elif value.data_ptr() != buffer.data_ptr():
-                    buffer.copy_(value, non_blocking=True)
-            self._execute()
-            results = {}
-            for b, slot in zip(self.engine.outputs, self.engine.output_slots):
-                out = self._values[slot]
-                given = bindings.get(b.name)
-                if given is not None and isinstance(out, torch.Tensor):
-                    given.copy_(out, non_blocking=True)
-                    out = given
-                results[b.name] = out
-        return results
+        if not isinstance(bindings, Mapping):
+            raise InputError(f"execute_async takes a mapping of input name -> CUDA tensor, not a "
+                             f"{type(bindings).__name__}; the engine's inputs are {self._describe_inputs()}")
+        self._enter()
+        try:
+            inputs = {b.name: bindings[b.name] for b in self.engine.inputs if b.name in bindings}
+            values = self._check(inputs, copy=False)
+            stream = stream or torch.cuda.current_stream(self.device)
+            with torch.cuda.stream(stream):
+                self._follow(stream)
+                for buffer, value, slot in zip(self._static_inputs, values, self.engine.input_slots):
+                    if buffer is None:
+                        self._values[slot] = value
+                    elif value.data_ptr() != buffer.data_ptr():
+                        buffer.copy_(value, non_blocking=True)
+                self._execute()
+                results = {}
+                for b, slot in zip(self.engine.outputs, self.engine.output_slots):
+                    out = self._values[slot]
+                    given = bindings.get(b.name)
+                    if given is not None and isinstance(out, torch.Tensor):
+                        given.copy_(out, non_blocking=True)
+                        out = given
+                    results[b.name] = out
+            return results
+        finally:
+            self._busy.release()
 
     def input_buffer(self, name: str) -> torch.Tensor:
         """The static device buffer of input `name` (CUDA): write into it and execute_async reads it in place."""
@@ -140,7 +147,44 @@ class ExecutionContext:
         graph and replayed, so the time is the layer's own GPU time with no host launch gaps (as in the
         engine's graph replay, L2 warm); a layer that cannot be captured is timed eagerly, launches
         included. On the CPU, the wall clock's median."""
-        self.infer(feeds)
+        self._enter()
+        try:
+            return self._profile(feeds, runs)
+        finally:
+            self._busy.release()
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def _enter(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise BrazeError(_BUSY)
+
+    def _follow(self, stream: torch.cuda.Stream) -> None:
+        """Order this run after the last one when they are enqueued on different streams (they share the arena)."""
+        last, self._last_stream = self._last_stream, stream
+        if last is not None and last != stream:
+            stream.wait_stream(last)
+
+    def _infer(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        values = self._check(feeds)
+        as_torch = any(isinstance(x, torch.Tensor) for v in feeds.values()
+                       for x in (v if isinstance(v, (list, tuple)) else [v]))
+        if self._cuda:
+            with torch.cuda.stream(self.stream):
+                self._follow(self.stream)
+                self._bind(values)
+                self._execute()
+                outputs = [_copy(self._values[slot]) for slot in self.engine.output_slots]
+            self.stream.synchronize()
+        else:
+            self._bind(values)
+            self._execute()
+            outputs = [_copy(self._values[slot]) for slot in self.engine.output_slots]
+            self._values[:] = self._fixed
+        return {b.name: (v if as_torch else _to_numpy(v, b.dtype)) for b, v in zip(self.engine.outputs, outputs)}
+
+    def _profile(self, feeds: Mapping[str, Any], runs: int) -> list[tuple[str, float]]:
+        self._infer(feeds)
         self._bind(self._check(feeds))
         saved = list(self._values)  # NOTE: a captured graph keeps writing to these tensors; restore them after
         timings = []
@@ -157,8 +201,6 @@ class ExecutionContext:
                 timings.append((step.node.name, ms))
         self._values[:] = saved if self._cuda else self._fixed
         return timings
-
-    # -- running -----------------------------------------------------------------------------------
 
     def _bind(self, values: list[Any]) -> None:
         for buffer, value, slot in zip(self._static_inputs or [None] * len(values), values, self.engine.input_slots):
@@ -240,6 +282,14 @@ class ExecutionContext:
     # -- checking inputs -----------------------------------------------------------------------------
 
     def _check(self, feeds: Mapping[str, Any], copy: bool = True) -> list[Any]:
+        """Every input as the tensor (or list, or None) to bind. NOTE: names, kinds, dtypes, devices and shapes
+        of all inputs are checked before any is converted: a broadcast view of the wrong shape, or a large input
+        beside a wrong one, would otherwise be copied first."""
+        if not isinstance(feeds, Mapping):
+            example = ", ".join(f"{b.name!r}: array" for b in self.engine.inputs)
+            raise InputError(f"feeds must be a mapping of input name -> numpy array or torch tensor, e.g. "
+                             f"{{{example}}}, not a {type(feeds).__name__}; the engine's inputs are "
+                             f"{self._describe_inputs()}")
         expected = [b.name for b in self.engine.inputs]
         missing = [n for n in expected if n not in feeds]
         extra = [n for n in feeds if n not in expected]
@@ -250,47 +300,60 @@ class ExecutionContext:
             if extra:
                 parts.append(f"unknown input(s) {', '.join(map(repr, extra))}")
             raise InputError(f"{'; '.join(parts)}; the engine's inputs are {self._describe_inputs()}")
-        return [self._checked(b, feeds[b.name], copy) for b in self.engine.inputs]
+        for b in self.engine.inputs:
+            self._inspect(b, feeds[b.name], copy)
+        return [self._converted(b, feeds[b.name]) for b in self.engine.inputs]
 
-    def _checked(self, binding: Binding, raw: Any, copy: bool) -> Any:
-        if binding.kind != TENSOR:
-            return self._checked_value(binding, raw)
-        value, got = _as_tensor(raw, f"input {binding.name!r}", binding.dtype)
-        if got != binding.dtype:
-            raise InputError(f"input {binding.name!r} is {got}, the engine expects {binding.dtype} "
-                             f"(cast it, e.g. {_cast_hint(binding.dtype)})")
-        if tuple(value.shape) != tuple(binding.shape):
-            what = "rank" if value.dim() != len(binding.shape) else "shape"
-            raise InputError(f"input {binding.name!r} has {what} mismatch: got {format_shape(tuple(value.shape))}, "
-                             f"the engine was built for {format_shape(binding.shape)}")
-        if self._cuda:
-            if not copy and value.device != self.device:
-                raise InputError(f"input {binding.name!r} is on {value.device}; execute_async takes tensors on "
-                                 f"{self.device}")
-            return value
-        return value.to(self.device).contiguous()
-
-    def _checked_value(self, binding: Binding, raw: Any) -> Any:
-        """A sequence (a list of tensors) or an optional (its element, or None) fed for `binding`."""
+    def _inspect(self, binding: Binding, raw: Any, copy: bool) -> None:
+        """Refuse a value that does not fit `binding`, reading only its type, dtype, device and shape."""
+        what = f"input {binding.name!r}"
+        if binding.kind == TENSOR:
+            shape, device = self._fitting(binding, raw, what)
+            if tuple(shape) != tuple(binding.shape):  # type: ignore[arg-type]
+                kind = "rank" if len(shape) != len(binding.shape) else "shape"  # type: ignore[arg-type]
+                raise InputError(f"{what} has {kind} mismatch: got {format_shape(tuple(shape))}, "
+                                 f"the engine was built for {format_shape(binding.shape)}")
+            if not copy and device != self.device:
+                raise InputError(f"{what} is {'a numpy array' if device is None else f'on {device}'}; "
+                                 f"execute_async takes tensors on {self.device}")
+            return
         if raw is None and binding.kind in (OPTIONAL_TENSOR, OPTIONAL_SEQUENCE):
-            return None
+            return
         if binding.kind in (SEQUENCE, OPTIONAL_SEQUENCE):
             if not isinstance(raw, (list, tuple)):
-                raise InputError(f"input {binding.name!r} is a sequence; pass a list of arrays or tensors, "
-                                 f"not a {type(raw).__name__}")
-            return [self._element(binding, x, f"item {i} of input {binding.name!r}") for i, x in enumerate(raw)]
-        return self._element(binding, raw, f"input {binding.name!r}")
+                raise InputError(f"{what} is a sequence; pass a list of arrays or tensors, not a {type(raw).__name__}")
+            items = [(x, f"item {i} of {what}") for i, x in enumerate(raw)]
+        else:
+            items = [(raw, what)]
+        expected = binding.shape
+        for x, where in items:
+            shape, _ = self._fitting(binding, x, where)
+            if expected is not None and (len(shape) != len(expected) or any(
+                    isinstance(d, int) and d != n for d, n in zip(expected, shape))):
+                raise InputError(f"{where} has shape {format_shape(tuple(shape))}, the engine was built for "
+                                 f"{format_shape(expected)}")
 
-    def _element(self, binding: Binding, raw: Any, what: str) -> torch.Tensor:
-        value, got = _as_tensor(raw, what, binding.dtype)
+    def _fitting(self, binding: Binding, raw: Any, what: str) -> tuple[tuple[int, ...], torch.device | None]:
+        """The shape and device (None for numpy) of a value whose type, dtype and device fit this engine."""
+        shape, got, device = _metadata(raw, what, binding.dtype)
         if got != binding.dtype:
-            raise InputError(f"{what} is {got}, the engine expects {binding.dtype}")
-        shape = binding.shape
-        if shape is not None and (value.dim() != len(shape) or any(
-                isinstance(d, int) and d != n for d, n in zip(shape, value.shape))):
-            raise InputError(f"{what} has shape {format_shape(tuple(value.shape))}, the engine was built for "
-                             f"{format_shape(shape)}")
-        return value.to(self.device).contiguous()
+            raise InputError(f"{what} is {got}, the engine expects {binding.dtype} "
+                             f"(cast it, e.g. {_cast_hint(binding.dtype)})")
+        if device is not None and device.type != "cpu" and device != self.device:
+            move = "x.cpu()" if self.device.type == "cpu" else f"x.to('{self.device}')"
+            raise InputError(f"{what} is a tensor on {device}, but this engine runs on {self.device}: pass it "
+                             f"on {self.device} or the CPU ({move})")
+        return shape, device
+
+    def _converted(self, binding: Binding, raw: Any) -> Any:
+        if binding.kind == TENSOR:
+            value = _as_tensor(raw)
+            return value if self._cuda else value.to(self.device).contiguous()
+        if raw is None:
+            return None
+        if isinstance(raw, (list, tuple)):
+            return [_as_tensor(x).to(self.device).contiguous() for x in raw]
+        return _as_tensor(raw).to(self.device).contiguous()
 
     def _describe_inputs(self) -> str:
         return ", ".join(f"{b.name!r}: {_type_str(b)}" for b in self.engine.inputs) or "none"
@@ -321,22 +384,42 @@ def _describe(x: Any) -> str:
     return f"{str(x.dtype).removeprefix('torch.')}{list(x.shape)}"
 
 
-def _as_tensor(value: Any, what: str, expected: DType) -> tuple[torch.Tensor, DType]:
-    """A fed value as a tensor, and the dtype it holds. NOTE: torch has no tensors of the types braze emulates
-    (int4, float4_e2m1fn, ...): for such an input, a tensor of its storage dtype holds its elements."""
+def _metadata(value: Any, what: str, expected: DType) -> tuple[tuple[int, ...], DType, torch.device | None]:
+    """A fed value's shape, the DType it holds and its device (None for numpy), read without touching its data.
+    NOTE: torch has no tensors of the types braze emulates (int4, float4_e2m1fn, ...): for such an input, a
+    tensor of its storage dtype holds its elements."""
     if isinstance(value, torch.Tensor):
-        value = value.detach()
+        if value.is_quantized:
+            raise InputError(f"{what} is a quantized tensor ({value.dtype}); the engine expects {expected}: "
+                             f"pass x.dequantize() (or its int_repr())")
+        if value.layout != torch.strided or value.is_nested:
+            layout = "nested" if value.is_nested else str(value.layout).removeprefix("torch.")
+            raise InputError(f"{what} is a {layout} tensor; pass a dense one (x.to_dense())")
+        if value.device.type == "meta":
+            raise InputError(f"{what} is a meta tensor: it has a shape but no data to run on")
         if expected.emulated and value.dtype == expected.torch:
-            return value, expected
-        return value, DType.from_torch(value.dtype)
+            return tuple(value.shape), expected, value.device
+        try:
+            return tuple(value.shape), DType.from_torch(value.dtype), value.device
+        except TypeError:
+            raise InputError(f"{what} has torch dtype {str(value.dtype).removeprefix('torch.')}, which braze "
+                             f"does not support; the engine expects {expected}") from None
     if isinstance(value, np.generic):
         value = np.asarray(value)
     if isinstance(value, np.ndarray):
         try:
-            return to_torch(value), DType.from_numpy(value.dtype)
+            return value.shape, DType.from_numpy(value.dtype), None
         except TypeError:
-            raise InputError(f"{what} has numpy dtype {value.dtype}, which braze does not support") from None
+            raise InputError(f"{what} has numpy dtype {value.dtype}, which braze does not support; the engine "
+                             f"expects {expected}") from None
     raise InputError(f"{what} is a {type(value).__name__}; pass a numpy array or a torch tensor")
+
+
+def _as_tensor(value: Any) -> torch.Tensor:
+    """A value `_metadata` accepted, as a torch tensor (numpy arrays copied into one)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    return to_torch(np.asarray(value))
 
 
 def _cast_hint(dtype: DType) -> str:

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from braze.errors import InputError
+import braze
+from braze.errors import BrazeError, InputError
 from braze.testing import assert_close
 
-from ..conftest import tiny_act
+from ..conftest import tiny_act, tiny_cnn
 from ..ops.harness import run_ort
 
 
@@ -89,3 +90,140 @@ def test_contexts_run_concurrently_from_threads(act_engine):
     assert not errors
     for i in range(4):
         np.testing.assert_array_equal(results[i], expected[i])
+
+
+BUSY = "being used by another thread; create one context per thread \\(engine.create_execution_context\\(\\)\\)"
+
+
+def test_one_context_from_eight_threads_is_never_silently_wrong():
+    """Each call on a shared context is either right or refused with the error that says why: never wrong."""
+    engine = braze.Builder("cpu").build(braze.parse_onnx(tiny_cnn(batch=8)))
+    inputs = [np.random.default_rng(i).standard_normal((8, 3, 16, 16)).astype(np.float32) for i in range(8)]
+    expected = [engine.create_execution_context().infer({"x": x})["y"] for x in inputs]
+    ctx = engine.create_execution_context()
+    start = threading.Barrier(8)
+    right, refused, wrong, other = [], [], [], []
+
+    def work(i):
+        start.wait()
+        for _ in range(15):
+            try:
+                y = ctx.infer({"x": inputs[i]})["y"]
+            except BrazeError as e:
+                (refused if "being used by another thread" in str(e) else other).append(e)
+            except Exception as e:  # pragma: no cover - reported below
+                other.append(e)
+            else:
+                (right if np.array_equal(y, expected[i]) else wrong).append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong and not other, (len(wrong), other[:3])
+    assert len(right) + len(refused) == 8 * 15 and right
+    np.testing.assert_array_equal(ctx.infer({"x": inputs[0]})["y"], expected[0])  # still usable afterwards
+
+
+def test_a_context_busy_in_one_thread_refuses_another_and_recovers(act_engine, act_input):
+    ctx = act_engine.create_execution_context()
+    inside, leave = threading.Event(), threading.Event()
+    execute = ctx._execute
+
+    def slow_execute():
+        inside.set()
+        leave.wait(10)
+        execute()
+
+    ctx._execute = slow_execute
+    results = []
+    worker = threading.Thread(target=lambda: results.append(ctx.infer({"x": act_input})["y"]))
+    worker.start()
+    assert inside.wait(10)
+    try:
+        with pytest.raises(BrazeError, match=BUSY):
+            ctx.infer({"x": act_input})
+        with pytest.raises(BrazeError, match=BUSY):
+            ctx.profile({"x": act_input}, runs=1)
+    finally:
+        leave.set()
+        worker.join()
+    del ctx._execute
+    expected = act_engine.create_execution_context().infer({"x": act_input})["y"]
+    np.testing.assert_array_equal(results[0], expected)
+    np.testing.assert_array_equal(ctx.infer({"x": act_input})["y"], expected)
+    # taking turns from different threads is fine: only overlapping runs are refused
+    other = threading.Thread(target=lambda: results.append(ctx.infer({"x": act_input})["y"]))
+    other.start()
+    other.join()
+    np.testing.assert_array_equal(results[1], expected)
+
+
+@pytest.mark.parametrize("feeds", [[np.zeros((2, 3, 4, 5), np.float32)], None, "x", (("x", 1),)])
+def test_feeds_that_are_not_a_mapping(act_engine, feeds):
+    with pytest.raises(InputError, match="feeds must be a mapping of input name -> .*'x': array.*inputs are 'x'"):
+        act_engine.create_execution_context().infer(feeds)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: torch.zeros(2, 3, 4, 5, device="meta"), "'x' is a meta tensor"),
+    (lambda: torch.zeros(2, 3, 4, 5).to_sparse(), "'x' is a sparse_coo tensor; pass a dense one"),
+    (lambda: torch.zeros(2, 3, 4, 5).to_sparse_csr(), "'x' is a sparse_csr tensor"),
+    (lambda: torch.quantize_per_tensor(torch.zeros(2, 3, 4, 5), 0.1, 0, torch.qint8),
+     "'x' is a quantized tensor \\(torch.qint8\\).*dequantize"),
+    (lambda: torch.zeros(2, 3, 4, 5, dtype=torch.complex64), "'x' has torch dtype complex64, which braze does not"),
+    (lambda: np.zeros((2, 3, 4, 5), object), "'x' has numpy dtype object, which braze does not support; the engine "
+     "expects float32"),
+    (lambda: np.full((2, 3, 4, 5), "a"), "'x' has numpy dtype <U1"),
+    (lambda: np.zeros((2, 3, 4, 5), np.complex128), "'x' has numpy dtype complex128"),
+    (lambda: 1.5, "'x' is a float; pass a numpy array or a torch tensor"),
+])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_tensors_braze_cannot_run_are_named(act_engine, make, message):
+    with pytest.raises(InputError, match=message):
+        act_engine.create_execution_context().infer({"x": make()})
+
+
+@pytest.mark.parametrize("huge", [
+    lambda: np.broadcast_to(np.float32(0), (10**6, 10**6, 4, 5)),
+    lambda: torch.zeros(1).expand(10**6, 10**6, 4, 5),
+    lambda: np.broadcast_to(np.float64(0), (10**6, 10**6, 4, 5)),
+])
+def test_a_broadcast_view_of_the_wrong_shape_is_refused_before_it_is_copied(act_engine, huge):
+    """A copy of these views would need 20 TB: the shape (and dtype) is checked first."""
+    with pytest.raises(InputError, match="'x' has (rank|shape) mismatch|'x' is float64"):
+        act_engine.create_execution_context().infer({"x": huge()})
+
+
+def test_every_input_is_checked_before_any_is_copied(monkeypatch):
+    import onnx
+    import onnx.helper as oh
+
+    from braze.engine import context
+
+    graph = oh.make_graph([oh.make_node("Add", ["a", "b"], ["y"])], "add",
+                          [oh.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [64, 64]) for n in "ab"],
+                          [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [64, 64])])
+    engine = braze.Builder("cpu").build(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]))
+    copied = []
+    monkeypatch.setattr(context, "to_torch", lambda a: copied.append(a.shape) or torch.from_numpy(a.copy()))
+    ctx = engine.create_execution_context()
+    with pytest.raises(InputError, match="'b' has shape mismatch: got \\[64,65\\]"):
+        ctx.infer({"a": np.ones((64, 64), np.float32), "b": np.ones((64, 65), np.float32)})
+    assert copied == []
+    assert ctx.infer({"a": np.ones((64, 64), np.float32), "b": np.ones((64, 64), np.float32)})["y"].sum() == 2 * 64 * 64
+
+
+def test_a_broadcast_view_of_the_right_shape_runs(act_engine, act_input):
+    ctx = act_engine.create_execution_context()
+    view = np.broadcast_to(act_input[:1], act_input.shape)
+    expected = ctx.infer({"x": np.ascontiguousarray(view)})["y"]
+    np.testing.assert_array_equal(ctx.infer({"x": view})["y"], expected)
+    np.testing.assert_array_equal(ctx.infer({"x": torch.from_numpy(act_input[:1].copy()).expand(2, 3, 4, 5)})["y"],
+                                  expected)
+
+
+def test_a_cpu_engine_cannot_run_on_cpu_inputs_asynchronously(act_engine, act_input):
+    with pytest.raises(BrazeError, match="execute_async runs CUDA engines"):
+        act_engine.create_execution_context().execute_async({"x": torch.from_numpy(act_input)})
