@@ -2,9 +2,10 @@
 
 Level 0 (and the CPU) takes the first tactic that supports the layer, with its heuristic default.
 Higher levels time every (tactic, configuration) candidate on the layer's real shapes, on the
-target, and keep the fastest; a candidate that fails, or whose output disagrees with the others
-beyond the dtype's tolerance, is dropped. Decisions are recorded in the timing cache by layer
-signature, so a rebuild or another model with the same layers skips the timing.
+target, and keep the fastest; a candidate that fails, or whose output disagrees with the op's reference
+implementation beyond the dtype's tolerance (NaN and infinity included), is dropped. The timer is a
+parameter (CUDA events on the GPU; tests pass a fake with known times). Decisions are recorded in the
+timing cache by layer signature, so a rebuild or another model with the same layers skips the timing.
 """
 
 from __future__ import annotations
@@ -17,24 +18,29 @@ import torch
 from ..device import Target
 from ..engine import LayerChoice
 from ..errors import UnsupportedError
-from ..ir import Graph, Node
+from ..ir import Graph, Node, subgraphs
 from ..kernels import tactics_for
 from ..kernels.tactic import Tactic
+from ..ops import REGISTRY
+from ..ops.opdef import input_dtypes
+from ..ops.subgraph import has_random
 from ..testing import rel_l2, tolerance
 from ..tune import TimingCache, layer_key, time_kernel
 from ..tune.timing import L2Flusher
 
 Progress = Callable[[str], None]
+# NOTE: called as timer(run, device, flush=...) -> median milliseconds of run(); time_kernel on the GPU, a fake in tests
+Timer = Callable[..., float]
 
 
 def choose_tactics(graph: Graph, target: Target, level: int, say: Progress,
-                   cache: TimingCache | None = None) -> dict[str, LayerChoice]:
+                   cache: TimingCache | None = None, timer: Timer = time_kernel) -> dict[str, LayerChoice]:
     candidates = tactics_for(target)
     missing = [n for n in graph.nodes if not any(t.supports(n, target) for t in candidates)]
     if missing:
         listing = ", ".join(f"{n.name!r} ({n.op})" for n in missing[:5])
         raise UnsupportedError(f"no {target.kind} tactic can run {len(missing)} layer(s): {listing}")
-    tuner = _Tuner(target, level, say, cache) if target.is_cuda and level > 0 else None
+    tuner = _Tuner(target, level, say, cache, timer) if target.is_cuda and level > 0 else None
     chosen: dict[str, LayerChoice] = {}
     for index, node in enumerate(graph.nodes):
         options = [(t, c) for t in candidates if t.supports(node, target) for c in t.configs(node, target, level)]
@@ -52,8 +58,8 @@ def choose_tactics(graph: Graph, target: Target, level: int, say: Progress,
 
 
 class _Tuner:
-    def __init__(self, target: Target, level: int, say: Progress, cache: TimingCache | None):
-        self.target, self.level, self.say, self.cache = target, level, say, cache
+    def __init__(self, target: Target, level: int, say: Progress, cache: TimingCache | None, timer: Timer):
+        self.target, self.level, self.say, self.cache, self.timer = target, level, say, cache, timer
         self.flush = L2Flusher(target.device)
         self.timed = 0
         self.seconds = 0.0
@@ -67,7 +73,7 @@ class _Tuner:
         started = time.perf_counter()
         inputs = _sample_inputs(node, self.target.device)
         timings: dict[str, float] = {}
-        reference: list[torch.Tensor] | None = None
+        reference = _reference(node, inputs)  # None: the first candidate that runs is the yardstick
         best: tuple[float, Tactic, dict[str, Any]] | None = None
         for tactic, config in options:
             label = f"{tactic.name}{config or ''}"
@@ -79,23 +85,25 @@ class _Tuner:
                 outs = _outputs(node, self.target.device) if tactic.writes_output else [None] * len(node.outputs)
                 produced = kernel(args, outs)
                 results = list(produced) if produced is not None else outs
-                torch.cuda.synchronize(self.target.device)
+                _synchronize(self.target.device)
             except Exception as e:  # a candidate that cannot run this layer is simply not chosen
-                timings[label] = float("nan")
-                self.say(f"  {where} {node.name}: {label} failed ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})")
+                self._drop(timings, label, where, node, f"failed ({_first_line(e)})")
                 continue
             if reference is None:
                 reference = [r.float() for r in results]
             elif not _agrees(results, reference, node):
-                timings[label] = float("nan")
-                self.say(f"  {where} {node.name}: {label} disagrees with the other candidates; not used")
+                self._drop(timings, label, where, node, "disagrees with the reference; not used")
                 continue
             if tactic.moves_no_data:
                 ms = 0.0  # NOTE: timing a host-only view measures host noise, which could lose to a copy kernel
             elif not getattr(kernel, "capturable", True):
                 ms = float("inf")
             else:
-                ms = time_kernel(lambda: kernel(args, outs), self.target.device, flush=self.flush)
+                try:
+                    ms = self.timer(lambda: kernel(args, outs), self.target.device, flush=self.flush)
+                except Exception as e:  # NOTE: a kernel that ran once may still fail when repeated
+                    self._drop(timings, label, where, node, f"failed while timed ({_first_line(e)})")
+                    continue
             timings[label] = ms
             if best is None or ms < best[0]:
                 best = (ms, tactic, config)
@@ -110,6 +118,36 @@ class _Tuner:
         if self.cache is not None:
             self.cache.put(key, tactic.name, config, ms, timings)
         return LayerChoice(tactic.name, config)
+
+    def _drop(self, timings: dict[str, float], label: str, where: str, node: Node, why: str) -> None:
+        timings[label] = float("nan")
+        self.say(f"  {where} {node.name}: {label} {why}")
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+
+
+def _reference(node: Node, inputs: list[torch.Tensor | None]) -> list[torch.Tensor] | None:
+    """The op's reference implementation on the sample inputs, on the target: what every candidate must agree
+    with, so that a wrong kernel tried first cannot make the right ones look wrong. None for an op that draws
+    random numbers (no single right answer) or whose reference cannot run here."""
+    try:
+        opdef = REGISTRY.for_node(node)
+        if opdef.random or has_random(list(subgraphs(node))):
+            return None
+        results = opdef.run(list(inputs), node.attrs, len(node.outputs), input_dtypes(node))
+        _synchronize(next((x.device for x in inputs if x is not None), torch.device("cpu")))
+    except Exception:  # NOTE: e.g. a reference that runs only on the CPU; the candidates still run it
+        return None
+    if len(results) != len(node.outputs) or not all(isinstance(r, torch.Tensor) for r in results):
+        return None
+    return [r.float() for r in results]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _sample_inputs(node: Node, device: torch.device) -> list[torch.Tensor | None]:
