@@ -3,7 +3,8 @@
 A layer's key hashes what decides its kernel: op, attributes, input and output shapes and dtypes,
 which inputs are constants, the tactic-relevant device signature (GPU name, compute capability,
 library versions). A rebuild, or another model with the same layers, looks its layers up and skips
-the timing. The file is JSON; a cache written on another device is ignored, not trusted.
+the timing. The file is JSON; a cache written on another device is ignored, not trusted, and a file
+that is not a well-formed timing cache is a BrazeError (it is neither read in part nor overwritten).
 """
 
 from __future__ import annotations
@@ -57,10 +58,17 @@ class TimingCache:
             self._load()
 
     def _load(self) -> None:
+        # NOTE: a damaged or foreign file is refused, never half-read and never overwritten by save(); a cache of
+        # another version or device is ignored. An entry is only a hint: the tuner takes it only for a tactic and
+        # configuration that it offers for the layer.
         try:
             doc = json.loads(self.path.read_text())  # type: ignore[union-attr]
         except (OSError, ValueError) as e:
-            raise BrazeError(f"timing cache {self.path} cannot be read: {e}") from None
+            raise BrazeError(f"timing cache {self.path} cannot be read: {e}; delete it or name another file") from None
+        problem = _malformed(doc)
+        if problem:
+            raise BrazeError(f"timing cache {self.path} is not a braze timing cache: {problem}; "
+                             f"delete it or name another file")
         if doc.get("version") == CACHE_VERSION and doc.get("device") == self.device:
             self.entries = dict(doc.get("entries", {}))
 
@@ -80,5 +88,23 @@ class TimingCache:
             return
         doc = {"version": CACHE_VERSION, "device": self.device, "entries": self.entries}
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        try:
+            tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+        except OSError as e:
+            raise BrazeError(f"timing cache {self.path} cannot be written: {e.strerror or e}") from None
+
+
+def _malformed(doc: Any) -> str | None:
+    """What makes `doc` other than a timing cache's JSON (of any version), or None."""
+    if not isinstance(doc, dict):
+        return f"the file holds a JSON {type(doc).__name__}, not an object"
+    if "version" not in doc or "device" not in doc or not isinstance(doc.get("entries"), dict):
+        return "it lacks 'version', 'device' or an 'entries' object"
+    if doc["version"] != CACHE_VERSION:
+        return None  # another version's layout is not checked; it is ignored
+    for key, entry in doc["entries"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("tactic"), str) \
+                or not isinstance(entry.get("config"), dict):
+            return f"entry {key!r} has no 'tactic' name and 'config' object"
+    return None
