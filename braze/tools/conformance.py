@@ -399,6 +399,47 @@ def to_text(report: Report, statuses: Sequence[str] = ()) -> str:
     return "\n".join(lines)
 
 
+# -- the regression gate -----------------------------------------------------------------------
+
+EXPECTED_HEADER = """\
+# The node suite's expected outcome per case, braze against the onnx version pinned in constraints.txt.
+# CI fails when a case listed as pass no longer passes, or is gone from the suite; any other status may improve.
+# Regenerate after a change that makes cases pass: braze conformance --write-expected tests/conformance/expected.txt
+"""
+
+
+def write_expected(report: Report, path: str | Path) -> None:
+    """Write each case's status, one `status name` line a case, sorted by name."""
+    lines = [f"{c.status} {c.name}" for c in sorted(report.cases, key=lambda c: c.name)]
+    Path(path).write_text(EXPECTED_HEADER + "\n".join(lines) + "\n")
+
+
+def read_expected(path: str | Path) -> dict[str, str]:
+    """The statuses `write_expected` wrote, by case name."""
+    expected = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip() and not line.startswith("#"):
+            status, _, name = line.partition(" ")
+            if status not in STATUSES or not name:
+                raise BrazeError(f"{path}:{number}: expected 'STATUS CASE_NAME' with a status of "
+                                 f"{', '.join(STATUSES)}, got {line!r}")
+            expected[name] = status
+    return expected
+
+
+def regressions(report: Report, expected: dict[str, str]) -> list[str]:
+    """One line per case expected to pass that did not, or that the suite no longer has."""
+    found = {c.name: c for c in report.cases}
+    lines = []
+    for name in sorted(n for n, status in expected.items() if status == "pass"):
+        case = found.get(name)
+        if case is None:
+            lines.append(f"{name}: expected to pass, but the suite has no such case")
+        elif case.status != "pass":
+            lines.append(f"{name}: expected to pass, now {case.status} [{case.stage}]: {case.reason}")
+    return lines
+
+
 # -- command line ------------------------------------------------------------------------------
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -420,10 +461,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"time limit per case, 0 for none; a case past it counts as a crash (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("-v", "--verbose", action="store_true", help="print each case as it finishes")
+    p.add_argument("--expected", metavar="PATH",
+                   help="exit 1 when a case this file lists as pass does not (tests/conformance/expected.txt)")
+    p.add_argument("--write-expected", metavar="PATH", help="write each case's status, for --expected")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the suite as `args` asks; exit status 1 when a case crashed, else 0."""
+    """Run the suite as `args` asks; exit status 1 when a case crashed or (with --expected) regressed, else 0."""
     cases = collect_cases(args.op, args.pattern)
     if not cases:
         raise BrazeError("no case matches the filters given")
@@ -438,7 +482,12 @@ def run(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(to_markdown(report, f"braze conformance{filters} --markdown {args.markdown}"))
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_json(), indent=1) + "\n")
-    return 1 if report.totals()["crash"] else 0
+    if args.write_expected:
+        write_expected(report, args.write_expected)
+    regressed = regressions(report, read_expected(args.expected)) if args.expected else []
+    for line in regressed:
+        print(f"[E] regression: {line}", file=sys.stderr)
+    return 1 if report.totals()["crash"] or regressed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

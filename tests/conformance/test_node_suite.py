@@ -1,14 +1,18 @@
-"""The whole ONNX node test suite through braze's CPU backend, run once: no case may crash and the
-report must add up. Unsupported, failing and erroring cases are reported (docs/conformance.md),
-not asserted: ops land over time."""
+"""The whole ONNX node test suite through braze's CPU backend, run once: no case may crash, the report
+must add up, and every case that passed when tests/conformance/expected.txt was written must still pass
+(the regression gate). Cases that do not pass yet are reported (docs/conformance.md): ops land over time."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from braze.tools.conformance import STATUSES, Report, collect_cases, run_suite, suite_op_types, to_markdown
+from braze.tools.conformance import (STATUSES, Report, collect_cases, read_expected, regressions, run_suite,
+                                     suite_op_types, to_markdown)
+
+EXPECTED = Path(__file__).with_name("expected.txt")
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +24,14 @@ def test_no_case_crashes(report):
     crashes = [c for c in report.cases if c.status == "crash"]
     listing = "\n".join(f"  {c.name} [{c.stage}]: {c.reason} (at {c.where})" for c in crashes)
     assert not crashes, f"{len(crashes)} case(s) crashed with an exception that is not a BrazeError:\n{listing}"
+
+
+def test_no_passing_case_regresses(report):
+    expected = read_expected(EXPECTED)
+    assert sum(status == "pass" for status in expected.values()) > 1700, "the gate lists too few passing cases"
+    regressed = regressions(report, expected)
+    assert not regressed, (f"{len(regressed)} case(s) that passed no longer do (or are gone from the suite):\n  "
+                           + "\n  ".join(regressed))
 
 
 def test_every_case_ends_in_one_status(report):

@@ -170,3 +170,18 @@ def test_each_case_counts_against_the_op_it_tests():
     assert tested_op(CaseResult("test_layer_normalization_2d_axis0_expanded",
                                 ["ReduceMean", "Sub", "Mul"])) == "LayerNormalization"
     assert tested_op(CaseResult("test_castlike_FLOAT_to_DOUBLE_expanded", ["Cast", "CastLike"])) == "CastLike"
+
+
+def test_the_gate_catches_a_regression_and_a_vanished_case(tmp_path):
+    report = run_suite([relu_case("test_a"), relu_case("test_b", expected=np.ones((2, 3), np.float32))])
+    path = tmp_path / "expected.txt"
+    conformance.write_expected(report, path)
+    assert conformance.read_expected(path) == {"test_a": "pass", "test_b": "fail"}
+    assert conformance.regressions(report, {"test_a": "pass", "test_b": "fail"}) == []
+    assert conformance.regressions(report, {"test_a": "fail", "test_b": "unsupported"}) == []  # improving is fine
+    regressed = conformance.regressions(report, {"test_a": "pass", "test_b": "pass", "test_gone": "pass"})
+    assert [line.split(":")[0] for line in regressed] == ["test_b", "test_gone"]
+    assert "now fail [compare]" in regressed[0] and "no such case" in regressed[1]
+    path.write_text("passed test_a\n")
+    with pytest.raises(conformance.BrazeError, match="expected.txt:1: expected 'STATUS CASE_NAME'"):
+        conformance.read_expected(path)
