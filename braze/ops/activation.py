@@ -93,12 +93,18 @@ def clip_11(x, min=None, max=None):
     return x.clone() if min is None and max is None else x
 
 
+def gelu_onnx(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """GELU as ONNX defines it: torch's CPU erf-GELU gives NaN for +inf, where 0.5·x·(1 + erf(x/√2)) is +inf."""
+    y = F.gelu(x, approximate=approximate)
+    return y.masked_fill_(x == math.inf, math.inf) if approximate == "none" else y
+
+
 @op("Gelu", since=20)
 def gelu(x, *, approximate: str = "none"):
     _floats("Gelu", x)
     if approximate not in _GELU_APPROXIMATIONS:
         raise ValueError(f"Gelu's approximate must be 'none' or 'tanh', got {approximate!r}")
-    return F.gelu(x, approximate=approximate)
+    return gelu_onnx(x, approximate)
 
 
 @op("Elu", since=6)

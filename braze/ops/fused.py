@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ..ir import Graph
 from . import conv as _conv
+from .activation import gelu_onnx
 from .opdef import op
 
 DOMAIN = "braze"
@@ -53,9 +53,9 @@ def activate(x: torch.Tensor, kind: str, params: list[float]) -> torch.Tensor:
     if kind == "silu":
         return x * torch.sigmoid(x)
     if kind == "gelu":
-        return F.gelu(x)
+        return gelu_onnx(x)
     if kind == "gelu_tanh":
-        return F.gelu(x, approximate="tanh")
+        return gelu_onnx(x, "tanh")
     if kind == "elu":
         return torch.where(x < 0, params[0] * torch.expm1(x), x)
     raise ValueError(f"unknown activation {kind!r} (known: {', '.join(ACTIVATIONS)})")

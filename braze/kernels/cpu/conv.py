@@ -1,34 +1,57 @@
 """Convolutions on the CPU through oneDNN: weights reordered once into oneDNN's blocked layout, activations
 channels-last, and the bias, a residual add and the activation fused into the convolution as oneDNN
-post-ops (the path PyTorch's own CPU compiler takes)."""
+post-ops (the path PyTorch's own CPU compiler takes).
+
+oneDNN's relu and hardtanh post-ops map NaN to 0 (a max/min that returns the number), and its gelu maps +inf to
+NaN; braze's references follow ONNX (NaN stays NaN, gelu(+inf) is +inf). Those activations run as one torch pass
+in place after the product instead (`finish_in_place`), so a fused layer propagates NaN and inf as the unfused
+graph does."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ...device import Target
 from ...ir import Node
+from ...ops.fused import activate
 from ..operands import conv_geometry
 from ..tactic import TacticBase
 
 _CL = torch.channels_last
 
 
+# NOTE: activations whose oneDNN post-op loses NaN or inf; `finish_in_place` applies them after the product.
+_AFTER_PRODUCT = ("relu", "clip", "gelu")
+
+
 def onednn_post_op(activation: str, params: list[float]) -> tuple[str, list[float], str] | None:
-    """oneDNN's name, scalars and algorithm for one of braze's fused activations."""
-    simple = {"none": "none", "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "hardswish": "hardswish",
-              "silu": "swish"}
+    """oneDNN's name, scalars and algorithm for the post-op of one of braze's fused activations ("none" where
+    `finish_in_place` applies it instead); None where braze has neither."""
+    simple = {"none": "none", "sigmoid": "sigmoid", "tanh": "tanh", "hardswish": "hardswish", "silu": "swish"}
     if activation in simple:
         return simple[activation], [], ""
+    if activation in _AFTER_PRODUCT:
+        return "none", [], ""
     if activation == "leaky_relu":
         return "leaky_relu", [params[0]], ""
+    if activation == "gelu_tanh":
+        return "gelu", [], "tanh"
+    return None
+
+
+def finish_in_place(activation: str, params: list[float]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The activation to apply in place after oneDNN's product, where its post-op would not propagate NaN/inf."""
+    if activation == "relu":
+        return torch.relu_
     if activation == "clip":
-        return "hardtanh", [params[0], params[1]], ""
-    if activation in ("gelu", "gelu_tanh"):
-        return "gelu", [], "tanh" if activation == "gelu_tanh" else "none"
+        low, high = None if params[0] == -math.inf else params[0], None if params[1] == math.inf else params[1]
+        return None if low is None and high is None else (lambda y: y.clamp_(low, high))
+    if activation == "gelu":
+        return lambda y: y.copy_(activate(y, "gelu", []))
     return None
 
 
@@ -69,6 +92,7 @@ class OneDnnConvTactic(TacticBase):
         post_op = onednn_post_op(a.get("activation", "none"), list(a.get("act_params") or []))
         assert post_op is not None, "supports() checked the activation"
         unary, scalars, algorithm = post_op
+        finish = finish_in_place(a.get("activation", "none"), list(a.get("act_params") or []))
         conv = torch.ops.mkldnn._convolution_pointwise
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
@@ -81,6 +105,8 @@ class OneDnnConvTactic(TacticBase):
                          "add", 1.0, None if unary == "none" else unary, [], "")
             else:
                 y = conv(x, weight, bias, padding, stride, dilation, group, unary, scalars, algorithm or None)
+            if finish is not None:
+                finish(y)
             out = outputs[0]
             if out is None:
                 return [y]

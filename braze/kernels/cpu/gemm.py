@@ -1,6 +1,7 @@
 """Matrix products on the CPU through oneDNN: the constant weight reordered once into oneDNN's blocked
 layout for the layer's row count, bias and activation fused as post-ops, a residual added after (the path
-PyTorch's own CPU compiler takes for linear layers)."""
+PyTorch's own CPU compiler takes for linear layers). Activations whose post-op would lose NaN or inf run in place
+after the product, as in conv.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ...device import Target
 from ...ir import Node
 from ..operands import gemm_operands
 from ..tactic import TacticBase
-from .conv import onednn_available, onednn_post_op
+from .conv import finish_in_place, onednn_available, onednn_post_op
 
 
 def onednn_linear_available() -> bool:
@@ -37,14 +38,17 @@ class OneDnnGemmTactic(TacticBase):
         weight = torch.ops.mkldnn._reorder_linear_weight(w, rows)
         b = node.input(2)
         bias = b.value.reshape(-1).contiguous() if b is not None else None  # type: ignore[union-attr]
-        unary, scalars, algorithm = onednn_post_op(node.attrs.get("activation", "none"),  # type: ignore[misc]
-                                             list(node.attrs.get("act_params") or []))
+        act, params = node.attrs.get("activation", "none"), list(node.attrs.get("act_params") or [])
+        unary, scalars, algorithm = onednn_post_op(act, params)  # type: ignore[misc]
+        finish = finish_in_place(act, params)
         linear = torch.ops.mkldnn._linear_pointwise
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
             x = inputs[0].reshape(-1, k).contiguous()  # type: ignore[union-attr]
             residual = inputs[3] if len(inputs) > 3 else None
             y = linear(x, weight, bias, unary, scalars, algorithm or None)
+            if finish is not None:
+                finish(y)
             if residual is not None:  # NOTE: oneDNN's binary-add post-op is 5x slower here than adding after
                 y.add_(residual.reshape(-1, n))
             out = outputs[0]
