@@ -1,0 +1,187 @@
+"""Models of old opsets (the classic model zoo's 7 to 9, and older) brought to an opset braze implements.
+
+braze implements each op from some version on (`since` in braze/ops). A model whose default-domain opset
+is below TARGET and uses an op version braze lacks (Dropout-7, Slice-1, Max-6, Add-6 with its legacy
+broadcast, ...) is converted to opset TARGET with onnx.version_converter. Where the converter is wrong or
+refuses, braze helps per op (each found by converting single-op models and comparing with onnxruntime):
+
+- legacy broadcast (opset < 7: `broadcast=1` with `axis`): the converter only takes numpy-style suffix
+  broadcasting, so B first gets the trailing ones that align it at `axis` (an Unsqueeze-1);
+- ops it has no adapter for (the comparisons and logical ops of opset 1) or fails on (Dropout with its mask
+  output) are set aside in a private domain while it runs and put back as the target opset's op, which
+  means the same once broadcasting is explicit (Dropout is the identity at inference, as in onnxruntime).
+
+The converter is not asked past opset 10: going on to 11 it rewrites Upsample's linear mode into a Resize
+with other coordinates (a wrong answer). Models that braze runs at their own opset are left as they are.
+What was converted is logged (logger `braze.frontends.onnx.opsets`, level INFO).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import onnx
+from onnx import helper, version_converter
+
+from ...errors import ModelError, UnsupportedError
+from ...ops import REGISTRY
+from .loader import all_graphs
+from .unsupported import ONNX_DOMAINS
+
+TARGET = 10
+_HOLD = "braze.legacy"  # the private domain that keeps nodes out of the converter's way
+_HELD_OPS = {"Equal", "Greater", "Less", "And", "Or", "Xor", "Dropout"}
+_KEEP_ATTRS = {"Dropout": {"ratio"}}  # attributes the target's op still has; the others' are dropped
+_LEGACY_BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Equal", "Greater", "Less", "And", "Or", "Xor"}
+
+log = logging.getLogger(__name__)
+
+
+def default_opset(model: onnx.ModelProto) -> int | None:
+    return next((e.version for e in model.opset_import if e.domain in ONNX_DOMAINS), None)
+
+
+def lacking(model: onnx.ModelProto, opset: int) -> Counter[str]:
+    """The default-domain ops of `model` (subgraphs included) that braze lacks at `opset`, as `Op-version`."""
+    found: Counter[str] = Counter()
+    for graph in all_graphs(model.graph):
+        for node in graph.node:
+            if node.domain in ONNX_DOMAINS and REGISTRY.resolve(node.op_type, "", opset) is None:
+                try:
+                    since = onnx.defs.get_schema(node.op_type, opset, "").since_version
+                except onnx.defs.SchemaError:
+                    continue  # not an ONNX op at this opset: find_unsupported reports it
+                found[f"{node.op_type}-{since}"] += 1
+    return found
+
+
+def upgrade(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
+    """`model` converted to opset TARGET when it uses op versions braze lacks, else `model` itself."""
+    opset = default_opset(model)
+    if opset is None or opset >= TARGET:
+        return model
+    old = lacking(model, opset)
+    if not old:
+        return model
+    listing = ", ".join(f"{op} x{n}" for op, n in sorted(old.items()))
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    if opset < 7:
+        _explicit_broadcast(work, where)
+    types = _elem_types(work)
+    held = _hold(work)
+    try:
+        converted = version_converter.convert_version(work, TARGET)
+    except Exception as e:  # the converter raises bare RuntimeErrors and assertion texts
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UnsupportedError(f"{where}: opset {opset} model with op versions braze lacks ({listing}); "
+                               f"onnx.version_converter could not bring it to opset {TARGET}: {first}") from None
+    _release(converted, held, types)
+    log.info("%s: converted from opset %d to %d for the op versions braze lacks (%s)", where, opset, TARGET, listing)
+    return converted
+
+
+def _hold(model: onnx.ModelProto) -> int:
+    """Move the nodes the converter cannot take into the private domain; returns how many."""
+    n = 0
+    for graph in all_graphs(model.graph):
+        for node in graph.node:
+            if node.domain in ONNX_DOMAINS and node.op_type in _HELD_OPS:
+                node.domain = _HOLD
+                n += 1
+    if n:
+        model.opset_import.append(helper.make_opsetid(_HOLD, 1))
+    return n
+
+
+def _release(model: onnx.ModelProto, held: int, types: dict[str, int]) -> None:
+    """Put the held nodes back as the target opset's ops, without the attributes it no longer has. A Dropout's
+    mask had its input's type before opset 10, and is bool from then on: a Cast gives it the old type."""
+    if not held:
+        return
+    for graph in all_graphs(model.graph):
+        nodes = []
+        for node in graph.node:
+            nodes.append(node)
+            if node.domain != _HOLD:
+                continue
+            node.domain = ""
+            keep = _KEEP_ATTRS.get(node.op_type, set())
+            attrs = [a for a in node.attribute if a.name in keep]
+            del node.attribute[:]
+            node.attribute.extend(attrs)
+            if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
+                if node.input[0] not in types:
+                    raise UnsupportedError(f"Dropout node {node.name!r}: the type of its input {node.input[0]!r} "
+                                           "is not known, so braze cannot give its mask the type of opset < 10")
+                mask = node.output[1]
+                node.output[1] = f"{mask}__bool"
+                nodes.append(helper.make_node("Cast", [node.output[1]], [mask], to=types[node.input[0]]))
+        del graph.node[:]
+        graph.node.extend(nodes)
+    imports = [e for e in model.opset_import if e.domain != _HOLD]
+    del model.opset_import[:]
+    model.opset_import.extend(imports)
+
+
+def _explicit_broadcast(model: onnx.ModelProto, where: str) -> None:
+    """Opset < 7 broadcasting (`broadcast=1`, B aligned at `axis` of A) made numpy-style: B gets the trailing
+    ones that put its dims at `axis` of A, so that suffix alignment means the same."""
+    ranks = _ranks(model, where)
+    graph = model.graph  # NOTE: subgraphs of opset < 7 models are not rewritten (no ranks known there)
+    nodes = []
+    made: set[str] = set()
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        legacy = node.op_type in _LEGACY_BROADCAST and "axis" in attrs and attrs.get("broadcast", 0)
+        if node.domain in ONNX_DOMAINS and legacy:
+            a, b = node.input[0], node.input[1]
+            if a not in ranks or b not in ranks:
+                raise UnsupportedError(f"{where}: node {node.name or node.op_type!r} ({node.op_type}, opset < 7) "
+                                       f"broadcasts {b!r} at axis {attrs['axis']} of {a!r}, whose ranks are "
+                                       "not known: braze cannot convert it")
+            axis = attrs["axis"] % ranks[a] if ranks[a] else 0
+            trailing = ranks[a] - axis - ranks[b]
+            if trailing > 0:
+                aligned = f"{b}__at_axis_{axis}_of_{a}"
+                if aligned not in made:
+                    axes = list(range(ranks[b], ranks[b] + trailing))
+                    nodes.append(helper.make_node("Unsqueeze", [b], [aligned], axes=axes))
+                    made.add(aligned)
+                node.input[1] = aligned
+            kept = [x for x in node.attribute if x.name != "axis"]
+            del node.attribute[:]
+            node.attribute.extend(kept)
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _ranks(model: onnx.ModelProto, where: str) -> dict[str, int]:
+    """The ranks ONNX shape inference finds for the main graph's values."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception as e:
+        raise ModelError(f"{where}: ONNX shape inference fails on it: {e}") from None
+    g = inferred.graph
+    ranks = {t.name: len(t.dims) for t in g.initializer}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if vi.type.tensor_type.HasField("shape"):
+            ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
+    return ranks
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """The element types ONNX shape inference finds for the values of every graph."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return {}
+    types = {}
+    for graph in all_graphs(inferred.graph):
+        types.update({t.name: t.data_type for t in graph.initializer})
+        for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+            if vi.type.tensor_type.elem_type:
+                types[vi.name] = vi.type.tensor_type.elem_type
+    return types
