@@ -1,9 +1,10 @@
 """Lowering a graph's float32 computation to float16 or bfloat16.
 
-Every float32 tensor inside the graph becomes the target type: constants are converted (clamped to
-the type's finite range, so a -3.4e38 mask stays a very large negative number rather than -inf),
-Casts to float32 retarget the low type, and the engine's float32 inputs and outputs keep their type
-at the boundary, with one Cast layer each, as TensorRT's engines do. The kernels accumulate in
+Every float32 tensor inside the graph becomes the target type: constants are converted (finite values
+clamped to the type's finite range, so a -3.4e38 mask stays a very large negative number rather than
+-inf; infinities and NaNs stay what they are), Casts to float32 retarget the low type, and the engine's
+float32 inputs and outputs keep their type at the boundary, with one Cast layer each, as TensorRT's
+engines do. The kernels accumulate in
 float32 (cuBLAS, cuDNN, SDPA and braze's Triton kernels all do), so only storage is narrowed.
 """
 
@@ -27,7 +28,8 @@ def lower_precision(graph: Graph, dtype: DType, *, boundary: bool = True) -> int
     for t in graph.constants():
         if t.dtype == DType.float32 and t.value is not None:
             info = torch.finfo(dtype.torch)
-            t.value = t.value.clamp(info.min, info.max).to(dtype.torch)
+            # NOTE: only finite values are clamped: an infinity (a Clip bound, a compare against inf) stays one
+            t.value = torch.where(t.value.isinf(), t.value, t.value.clamp(info.min, info.max)).to(dtype.torch)
             t.dtype = dtype
             changed += 1
     for node in graph.nodes:

@@ -1,0 +1,149 @@
+"""Lowering to FP16/BF16 on the CPU tier: which tensors are narrowed and which keep their type, the boundary
+casts, NaN and infinity through them, and lowered engines against the FP32 reference within the dtype's bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import braze
+from braze.ir import DType, Graph, Node, Tensor
+from braze.ops import infer_shapes
+from braze.precision import lower_precision
+from braze.testing import rel_l2, tolerance
+from tests.conftest import tiny_cnn, tiny_mlp
+from tests.passes.helpers import Net
+
+LOW = [DType.float16, DType.bfloat16]
+
+
+def parsed(model: onnx.ModelProto) -> Graph:
+    graph = braze.parse_onnx(model)
+    infer_shapes(graph)
+    return graph
+
+
+def lowered(model: onnx.ModelProto, dtype: DType) -> Graph:
+    graph = parsed(model)
+    lower_precision(graph, dtype)
+    infer_shapes(graph)
+    graph.verify()
+    return graph
+
+
+def mixed_model() -> onnx.ModelProto:
+    """Float compute, an int64 shape path (Shape -> Reshape), an int32 input and a Cast to float32."""
+    net = Net()
+    x = net.input("x", [2, 6])
+    ids = net.input("ids", [2, 6], np.int32)
+    h = net.op("MatMul", x, net.weight(6, 6), name="mm")
+    shape = net.op("Shape", h, name="shape")
+    flat = net.op("Reshape", h, net.const([-1], np.int64, name="flat_shape"), name="flatten")
+    back = net.op("Reshape", flat, shape, name="unflatten")
+    idf = net.op("Cast", ids, name="ids_to_float", to=onnx.TensorProto.FLOAT)
+    y = net.op("Add", back, idf, name="add")
+    count = net.op("Add", ids, net.const(1, np.int32, name="one"), name="count")
+    return net.model(y, count)
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+def test_compute_and_weights_are_narrowed_while_the_boundary_and_integers_keep_their_type(dtype):
+    graph = parsed(mixed_model())
+    before = {t.name: t.dtype for t in graph.tensors().values()}
+    changed = lower_precision(graph, dtype)
+    infer_shapes(graph)
+    graph.verify()
+    tensors = graph.tensors()
+    assert [(t.name, t.dtype) for t in graph.inputs] == [("x", DType.float32), ("ids", DType.int32)]
+    assert [t.dtype for t in graph.outputs] == [DType.float32, DType.int32]
+    for name, was in before.items():  # integer tensors, the int64 shape path included, are untouched
+        if not was.is_floating:
+            assert tensors[name].dtype == was, name
+    weight = graph.node_by_name("mm").inputs[1]
+    assert weight.dtype == dtype and weight.value.dtype == dtype.torch
+    for node in ("mm", "flatten", "unflatten", "add"):
+        assert graph.node_by_name(node).outputs[0].dtype == dtype, node
+    cast = graph.node_by_name("ids_to_float")
+    assert cast.outputs[0].dtype == dtype and cast.attrs["to"] == onnx.helper.np_dtype_to_tensor_dtype(
+        np.dtype("float16")) if dtype == DType.float16 else cast.attrs["to"] == onnx.TensorProto.BFLOAT16
+    first, last = graph.nodes[0], graph.nodes[-1]
+    assert first.op == "Cast" and first.inputs[0] is graph.inputs[0] and first.outputs[0].dtype == dtype
+    assert last.op == "Cast" and last.outputs[0] is graph.outputs[0] and last.attrs["to"] == onnx.TensorProto.FLOAT
+    assert sum(n.op == "Cast" for n in graph.nodes) == 3  # two at the boundary, the model's own
+    assert changed == sum(1 for t in tensors.values() if t.dtype == dtype) - 2  # the boundary casts' are new
+
+
+def test_lowering_to_another_type_is_refused():
+    with pytest.raises(ValueError, match="float16 or bfloat16, not int8"):
+        lower_precision(parsed(tiny_mlp()), DType.int8)
+
+
+def test_an_input_that_is_also_an_output_keeps_one_float32_tensor():
+    x, y = Tensor("x", DType.float32, (4,)), Tensor("y", DType.float32, (4,))
+    graph = Graph([x], [y, x], [Node("Relu", [x], [y], name="relu")])
+    lower_precision(graph, DType.float16)
+    infer_shapes(graph)
+    graph.verify()
+    assert graph.outputs[1] is x and x.dtype == DType.float32 and graph.nodes[1].inputs[0].dtype == DType.float16
+    assert [t.dtype for t in graph.outputs] == [DType.float32, DType.float32]
+
+
+def test_constants_keep_nan_and_infinity_and_clamp_only_finite_overflow():
+    net = Net()
+    x = net.input("x", [5])
+    special = net.const([np.nan, np.inf, -np.inf, -3.4e38, 1.0e5], name="special")
+    y = net.op("Add", x, special, name="add")
+    graph = parsed(net.model(y))
+    lower_precision(graph, DType.float16)
+    value = graph.node_by_name("add").inputs[1].value
+    assert value.dtype == torch.float16
+    assert torch.isnan(value[0]) and value[1] == float("inf") and value[2] == float("-inf")
+    assert value[3] == torch.finfo(torch.float16).min and value[4] == torch.finfo(torch.float16).max
+
+
+def nan_model() -> onnx.ModelProto:
+    net = Net()
+    x = net.input("x", [4, 8])
+    y = net.op("Relu", net.op("Add", x, net.weight(4, 8)), name="relu")
+    z = net.op("Mul", x, net.const(2.0), name="double")
+    return net.model(y, z)
+
+
+@pytest.mark.parametrize("level", [0, 3])
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_nan_and_infinity_survive_the_boundary_casts(precision, level):
+    model = nan_model()
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    x[0, 2], x[1, 5], x[3, 7], x[2, 2] = np.nan, np.inf, -np.inf, 1e6  # 1e6 overflows float16 only, as in a Cast
+    ref = [braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=0))
+           .create_execution_context().infer({"x": x})[k] for k in ("relu_out", "double_out")]
+    engine = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=level, precision=precision))
+    out = engine.create_execution_context().infer({"x": x})
+    for name, want in zip(("relu_out", "double_out"), ref):
+        got = np.asarray(out[name])
+        assert got.dtype == np.float32, name
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+        np.testing.assert_array_equal(got[np.isinf(want)], want[np.isinf(want)], err_msg=name)
+
+
+MODELS = {"cnn": (tiny_cnn, {"x": (1, 3, 16, 16)}), "mlp": (tiny_mlp, {"x": (2, 4)})}
+
+
+@pytest.mark.parametrize("level", [0, 3])
+@pytest.mark.parametrize("precision,dtype", [("fp16", DType.float16), ("bf16", DType.bfloat16)])
+@pytest.mark.parametrize("model", list(MODELS))
+def test_a_lowered_cpu_engine_matches_float32_within_the_dtype_bound(model, precision, dtype, level):
+    make, shapes = MODELS[model]
+    onnx_model = make()
+    feeds = {k: np.random.default_rng(3).standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    reference = braze.Builder("cpu").build(onnx_model, braze.BuilderConfig(optimization_level=0))
+    engine = braze.Builder("cpu").build(onnx_model, braze.BuilderConfig(optimization_level=level, precision=precision))
+    assert any(n.outputs[0].dtype == dtype for n in engine.graph.nodes)
+    want = reference.create_execution_context().infer(feeds)
+    got = engine.create_execution_context().infer(feeds)
+    for name in want:
+        assert np.asarray(got[name]).dtype == np.float32
+        error = rel_l2(got[name], want[name])
+        assert 0 < error <= tolerance(dtype).rel_l2, f"{model} {precision} level {level} {name}: rel L2 {error:.2e}"
