@@ -190,3 +190,86 @@ def test_fused_model_propagates_like_level_0_and_onnxruntime(name):
     got = fused.create_execution_context().infer(feeds)["y"]
     assert_same_nonfinite(plain.create_execution_context().infer(feeds)["y"], expected, f"{name} at level 0")
     assert_same_nonfinite(got, expected, f"{name} fused ({', '.join(s.tactic for s in fused.steps)})")
+
+
+# ---- braze's Triton kernels, through the interpreter (the GPU tier runs them compiled) --------------------------
+
+def test_triton_gemm_epilogues_propagate_through_the_interpreter():
+    pytest.importorskip("triton")
+    from .test_triton_interpreter import interpret
+
+    interpret("""
+        import torch
+        from braze.kernels.triton.gemm import ACTIVATIONS, gemm
+        from braze.ops.fused import fused_gemm
+        from braze.testing import assert_close
+        from tests.kernels.test_nan_propagation import planted
+        a, b = planted((37, 20), 1), torch.randn(20, 45)
+        bias, res = torch.randn(45), planted((37, 45), 2)
+        for act in ACTIVATIONS:
+            for residual in (None, res):
+                out = torch.zeros(37, 45)
+                gemm(a, b, out, bias=bias, residual=residual, activation=act, BLOCK_M=16, BLOCK_N=32, BLOCK_K=16)
+                args = [a, b, bias] + ([] if residual is None else [residual])
+                expected = fused_gemm.run(args, {"activation": act}, 1)[0]
+                assert torch.isnan(expected).any() and torch.isfinite(expected).any()
+                assert_close(out, expected, rtol=1e-4, atol=1e-4, name=f"triton gemm {act} {residual is not None}")
+    """)
+
+
+POINTWISE_OPS = ["Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Gelu", "Elu", "Sigmoid", "Tanh",
+                 "Softplus", "Softsign", "Max", "Min", "Abs", "Sqrt"]
+
+
+def test_triton_pointwise_kernels_propagate_through_the_interpreter():
+    pytest.importorskip("triton")
+    from .test_triton_interpreter import interpret
+
+    interpret(f"""
+        import numpy as np, onnx.helper as oh, onnx.numpy_helper as onh, onnxruntime as ort, torch
+        import braze
+        from braze.kernels.triton.pointwise import compile_pointwise
+        from braze.testing import assert_close
+        from tests.kernels.test_nan_propagation import planted
+        bounds = [onh.from_array(np.array(-0.5, np.float32), "lo"), onh.from_array(np.array(2.0, np.float32), "hi")]
+        for op in {POINTWISE_OPS!r}:
+            args = {{"Clip": ["s", "lo", "hi"], "Max": ["s", "lo", "x"], "Min": ["s", "hi", "x"]}}.get(op, ["s"])
+            nodes = [oh.make_node("Add", ["x", "r"], ["s"]), oh.make_node(op, args, ["t"]),
+                     oh.make_node("Mul", ["t", "x"], ["y"])]
+            ins = [oh.make_tensor_value_info(n, 1, [5, 13]) for n in ("x", "r")]
+            model = oh.make_model(oh.make_graph(nodes, "g", ins, [oh.make_tensor_value_info("y", 1, [5, 13])], bounds),
+                                  opset_imports=[oh.make_opsetid("", 20)])
+            engine = braze.Builder("cpu").build(model)
+            assert [n.op for n in engine.graph.nodes] == ["Pointwise"], (op, [n.op for n in engine.graph.nodes])
+            body = engine.graph.nodes[0].attrs["body"]
+            kernel = compile_pointwise(body, torch.device("cpu"), block=32)
+            assert kernel is not None, op
+            feeds = {{"x": planted((5, 13), 1), "r": planted((5, 13), 2)}}
+            out = torch.zeros(5, 13)
+            kernel.launch([feeds[t.name] for t in body.inputs], out)
+            numpy_feeds = {{k: v.numpy() for k, v in feeds.items()}}
+            expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+                None, numpy_feeds)[0]
+            assert np.isnan(expected).any() and np.isfinite(expected).any(), op
+            assert_close(engine.create_execution_context().infer(numpy_feeds)["y"], expected, name=op + " reference")
+            assert_close(out, expected, rtol=1e-4, atol=1e-5, name=op + " triton")
+    """)
+
+
+def test_triton_layer_norm_propagates_through_the_interpreter():
+    pytest.importorskip("triton")
+    from .test_triton_interpreter import interpret
+
+    interpret("""
+        import torch
+        import torch.nn.functional as F
+        from braze.kernels.triton.norm import layer_norm
+        from braze.testing import assert_close
+        from tests.kernels.test_nan_propagation import planted
+        x, w, b = planted((9, 24), 1), torch.randn(24), torch.randn(24)
+        out = torch.zeros(9, 24)
+        layer_norm(x, w, b, out, 1e-5, ROWS=2)
+        expected = F.layer_norm(x, (24,), w, b, 1e-5)
+        assert torch.isnan(expected).any() and torch.isfinite(expected).any()
+        assert_close(out, expected, rtol=1e-4, atol=1e-4, name="triton layer norm")
+    """)

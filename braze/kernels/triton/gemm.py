@@ -57,7 +57,7 @@ def _gemm_kernel(a_ptr, b_ptr, bias_ptr, res_ptr, c_ptr, M, N, K,
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
     if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
+        acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NOTE: relu(NaN) is NaN, as the reference
     elif ACT == 2:
         acc = 0.5 * acc * (1.0 + tl.erf(acc * 0.7071067811865476))
     elif ACT == 3:

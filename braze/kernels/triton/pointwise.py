@@ -22,16 +22,19 @@ import torch
 
 from ...ir import DType, Graph, Node, Tensor
 
+# NOTE: every max/min propagates NaN (Triton's default returns the other operand), as the references do.
+_MAX = "tl.maximum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)"
+_MIN = "tl.minimum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)"
 _BINARY = {"Add": "({0} + {1})", "Sub": "({0} - {1})", "Mul": "({0} * {1})", "Div": "({0} / {1})",
-           "Max": "tl.maximum({0}, {1})", "Min": "tl.minimum({0}, {1})",
+           "Max": _MAX, "Min": _MIN,
            "Less": "({0} < {1})", "LessOrEqual": "({0} <= {1})", "Greater": "({0} > {1})",
            "GreaterOrEqual": "({0} >= {1})", "Equal": "({0} == {1})", "And": "({0} & {1})", "Or": "({0} | {1})"}
 _UNARY = {"Neg": "(-{0})", "Abs": "tl.abs({0})", "Exp": "tl.exp({0})", "Log": "tl.log({0})", "Sqrt": "tl.sqrt({0})",
-          "Reciprocal": "(1.0 / {0})", "Erf": "tl.erf({0})", "Relu": "tl.maximum({0}, 0.0)",
+          "Reciprocal": "(1.0 / {0})", "Erf": "tl.erf({0})", "Relu": _MAX.format("{0}", "0.0"),
           "Sigmoid": "(1.0 / (1.0 + tl.exp(-{0})))", "Tanh": "(2.0 / (1.0 + tl.exp(-2.0 * {0})) - 1.0)",
           "SiLU": "({0} / (1.0 + tl.exp(-{0})))", "Floor": "tl.floor({0})", "Ceil": "tl.ceil({0})",
           "Not": "({0} == 0)", "Softsign": "({0} / (1.0 + tl.abs({0})))",
-          "HardSwish": "({0} * tl.minimum(tl.maximum({0} * 0.16666666666666666 + 0.5, 0.0), 1.0))",
+          "HardSwish": "({0} * " + _MIN.format(_MAX.format("{0} * 0.16666666666666666 + 0.5", "0.0"), "1.0") + ")",
           "Softplus": "tl.where({0} > 20.0, {0}, tl.log(1.0 + tl.exp({0})))"}
 _FLOATS = (DType.float32, DType.float16, DType.bfloat16)
 # Inputs are read as float32 (integers exactly up to 2**24) or as booleans.
@@ -58,10 +61,9 @@ def _expr(node: Node, args: list[str]) -> str | None:
     if op in _BINARY and len(args) == 2:
         return _BINARY[op].format(*args)
     if op in ("Max", "Min", "Sum") and len(args) > 2:
-        fn = {"Max": "tl.maximum", "Min": "tl.minimum"}.get(op)
         out = args[0]
         for x in args[1:]:
-            out = f"{fn}({out}, {x})" if fn else f"({out} + {x})"
+            out = _BINARY[op].format(out, x) if op != "Sum" else f"({out} + {x})"
         return out
     if op == "Sum" and len(args) == 2:
         return f"({args[0]} + {args[1]})"
@@ -72,8 +74,8 @@ def _expr(node: Node, args: list[str]) -> str | None:
     if op == "Elu":
         return f"tl.where({args[0]} < 0.0, {_num(a.get('alpha', 1.0))} * (tl.exp({args[0]}) - 1.0), {args[0]})"
     if op == "HardSigmoid":
-        return (f"tl.minimum(tl.maximum({args[0]} * {_num(a.get('alpha', 0.2))} + {_num(a.get('beta', 0.5))}, "
-                "0.0), 1.0)")
+        return _MIN.format(_MAX.format(f"{args[0]} * {_num(a.get('alpha', 0.2))} + {_num(a.get('beta', 0.5))}", "0.0"),
+                           "1.0")
     if op == "Gelu":
         x = args[0]
         if a.get("approximate", "none") == "tanh":
@@ -93,7 +95,7 @@ def _expr(node: Node, args: list[str]) -> str | None:
             hi = _scalar(node.input(2)) if node.input(2) is not None else math.inf
             if lo is None or hi is None:
                 return None
-        return f"tl.minimum(tl.maximum({x}, {_num(lo)}), {_num(hi)})"
+        return _MIN.format(_MAX.format(x, _num(lo)), _num(hi))
     if op == "Pow":
         e = _scalar(node.input(1))
         forms = {2.0: "({0} * {0})", 3.0: "({0} * {0} * {0})", 0.5: "tl.sqrt({0})", 1.0: "{0}", -1.0: "(1.0 / {0})"}
