@@ -90,6 +90,21 @@ def mismatch(actual, expected, rtol: float, atol: float) -> str | None:
             f"first at {tuple(int(i) for i in idx)}: {a[idx]!r} vs {e[idx]!r}, rtol={rtol}, atol={atol})")
 
 
+def nonfinite_mismatch(actual, expected) -> str | None:
+    """None when `actual` has NaN, +inf and -inf exactly where `expected` has them (whatever the finite values)."""
+    a = _widen_ml_float(as_numpy(actual)).astype(np.float64)
+    e = _widen_ml_float(as_numpy(expected)).astype(np.float64)
+    if a.shape != e.shape:
+        return f"shape {a.shape} != expected {e.shape}"
+    for what, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        differ = test(a) != test(e)
+        if differ.any():
+            idx = tuple(int(i) for i in np.argwhere(differ)[0])
+            return (f"{what} at {int(test(a).sum())} elements, expected at {int(test(e).sum())} "
+                    f"({int(differ.sum())} differ; first at {idx}: {a[idx]!r} vs {e[idx]!r})")
+    return None
+
+
 def assert_close(actual, expected, dtype=None, *, rtol: float | None = None, atol: float | None = None,
                  name: str = "output") -> None:
     """Raise AssertionError unless `actual` matches `expected` within the dtype's tolerance."""

@@ -23,7 +23,7 @@ from braze.kernels.cpu.gemm import OneDnnGemmTactic
 from braze.kernels.cpu.reference import ReferenceTactic
 from braze.ops.activation import gelu
 from braze.ops.fused import ACTIVATIONS, fused_conv, fused_gemm
-from braze.testing import assert_close, mismatch
+from braze.testing import assert_close, mismatch, nonfinite_mismatch
 
 CPU = Target.parse("cpu")
 PARAMS = {"clip": [0.0, 6.0], "leaky_relu": [0.1], "hardsigmoid": [0.2, 0.5], "elu": [1.0]}
@@ -55,6 +55,9 @@ def test_assert_close_requires_the_same_nan_and_inf_pattern():
         a = e.copy()
         a[i] = wrong
         assert mismatch(a, e, 1e-4, 1e-5) is not None, (i, wrong)
+        if not math.isfinite(e[i]) or not math.isfinite(wrong):
+            assert nonfinite_mismatch(a, e) is not None, (i, wrong)
+    assert nonfinite_mismatch(e + 1, e) is None  # finite values are assert_close's business
 
 
 def test_gelu_reference_follows_onnx_at_infinities():

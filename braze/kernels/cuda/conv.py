@@ -1,5 +1,6 @@
 """Convolution tactics for CUDA: cuDNN through torch, in NCHW or NHWC (channels-last) layout, with
-cuDNN's fused conv+bias+ReLU and conv+add+ReLU paths, and 1x1 convolutions run as cuBLAS GEMMs.
+cuDNN's fused conv+bias+ReLU and conv+add+ReLU paths, and 1x1 convolutions run as cuBLAS GEMMs. A library's
+fused ReLU is used only where it keeps NaN and inf as the reference does (nan_safety.py).
 
 Each tactic prepares its weights once at compile time (layout, dtype) and owns them; it returns
 the output torch allocates (on CUDA, from the execution graph's pool)."""
@@ -16,6 +17,7 @@ from ...ir import Node
 from ...ops.fused import activate
 from ..operands import conv_geometry
 from ..tactic import TacticBase
+from .nan_safety import cublaslt_epilogue_propagates, cudnn_relu_propagates
 
 _CL = torch.channels_last
 _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
@@ -43,11 +45,16 @@ class CudnnConvTactic(TacticBase):
         half = node.inputs[0].dtype.torch != torch.float32  # type: ignore[union-attr]
         marked = node.attrs.get("layout")
         layouts = [marked] if marked else (["nhwc", "nchw"] if half else ["nchw", "nhwc"])
-        paths = ["plain"]
-        if node.attrs.get("activation") == "relu" and conv_geometry(node).symmetric:
-            paths.insert(0, "fused")
-        found = [{"layout": lay, "path": p} for lay in layouts for p in paths]
+        found = [{"layout": lay, "path": p} for lay in layouts for p in ("fused", "plain")
+                 if p == "plain" or self._fusable(node, target, lay == "nhwc")]
         return found[:1] if level == 0 else found
+
+    @staticmethod
+    def _fusable(node: Node, target: Target, nhwc: bool) -> bool:
+        """cuDNN's conv+bias(+add)+ReLU applies, and keeps NaN and inf as the reference does on this device."""
+        return (node.attrs.get("activation") == "relu" and conv_geometry(node).symmetric
+                and cudnn_relu_propagates(target.device, node.inputs[0].dtype.torch,  # type: ignore[union-attr]
+                                          nhwc, node.input(3) is not None))
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         win = conv_geometry(node)
@@ -62,7 +69,8 @@ class CudnnConvTactic(TacticBase):
         stride, dilation = list(win.strides), list(win.dilations)
         padding = list(win.begin) if win.symmetric else [0, 0]
         pre_pad = None if win.symmetric else (win.begin[1], win.end[1], win.begin[0], win.end[0])
-        fused = config.get("path") == "fused"
+        # NOTE: checked again at load: the library loading the engine may differ from the one that built it
+        fused = config.get("path") == "fused" and self._fusable(node, target, nhwc)
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
             x = inputs[0]
@@ -114,6 +122,7 @@ class Conv1x1GemmTactic(TacticBase):
             bias = torch.zeros(m, dtype=dtype, device=target.device)
         act, params = node.attrs.get("activation", "none"), list(node.attrs.get("act_params") or [])
         n, _, h, wd = node.outputs[0].shape  # type: ignore[misc]
+        lt_relu = act == "relu" and cublaslt_epilogue_propagates(target.device, dtype, gelu=False)
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
             x = inputs[0]
@@ -124,7 +133,7 @@ class Conv1x1GemmTactic(TacticBase):
             if residual is not None:
                 r = residual.contiguous(memory_format=_CL).permute(0, 2, 3, 1).reshape(-1, m)
                 y = activate(torch.addmm(r, rows, wt).add_(bias), act, params)
-            elif act == "relu":
+            elif lt_relu:
                 y = torch._addmm_activation(bias, rows, wt)
             else:
                 y = activate(torch.addmm(bias, rows, wt), act, params)

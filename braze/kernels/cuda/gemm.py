@@ -1,6 +1,6 @@
 """GEMM tactics for CUDA: cuBLAS(Lt) through torch, writing into the planned output, with the bias
-and ReLU/GELU epilogues cuBLASLt offers; and the Triton GEMM with braze's fused epilogue (bias,
-activation, residual) in one kernel."""
+and ReLU/GELU epilogues cuBLASLt offers (where they keep NaN and inf: nan_safety.py); and the Triton GEMM
+with braze's fused epilogue (bias, activation, residual) in one kernel."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ...ir import Node
 from ...ops.fused import activate
 from ..operands import gemm_operands
 from ..tactic import TacticBase
+from .nan_safety import cublaslt_epilogue_propagates
 
 def prepared(node: Node, target: Target, transposed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The weight as a [K, N] operand (a view of a row-major [N, K] copy when `transposed`) and the bias."""
@@ -45,6 +46,7 @@ class CublasGemmTactic(TacticBase):
         # engine's own precision (fp16/bf16) is coarser than the difference between the two.
         epilogue = act == "relu" or act == "gelu_tanh" or (act == "gelu" and half)
         use_gelu = act.startswith("gelu")
+        epilogue = epilogue and cublaslt_epilogue_propagates(target.device, w.dtype, gelu=use_gelu)
         zeros = torch.zeros(n, dtype=w.dtype, device=target.device)
 
         def kernel(inputs: Sequence[torch.Tensor | None], outputs: Sequence[torch.Tensor | None]):
