@@ -25,6 +25,7 @@ from ..ops import infer_shapes
 from ..passes.pipeline import PassContext, optimize
 from ..precision import lower_precision
 from ..tune import TimingCache
+from .constants import bind_constants
 from .memory import plan_memory
 from .tactics import choose_tactics
 
@@ -36,6 +37,7 @@ class BuilderConfig:
     """How to build: input shapes for symbolic dims, optimization level, progress reporting."""
 
     shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    constants: Mapping[str, Any] = field(default_factory=dict)  # inputs fixed at build time: {"sr": 16000}
     optimization_level: int = 3  # 0: graph as parsed, heuristic tactics, no timing; higher: wider search
     precision: str = "fp32"  # fp32, fp16 or bf16
     tf32: bool = False  # let fp32 matrix products and convolutions use TF32 (CUDA)
@@ -57,6 +59,7 @@ class Builder:
         source_nodes = len(graph.nodes)
         say(f"building {graph.name!r}: {source_nodes} nodes, target {self.target}")
 
+        bind_constants(graph, config.constants)
         bind_shapes(graph, config.shapes)
         infer_shapes(graph)
         graph.cleanup()

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import ShapeError
-from ..ir import TENSOR, DType, Graph, Node, Tensor
+from ..errors import ExecutionError, ShapeError
+from ..ir import TENSOR, DType, Graph, Node, Tensor, subgraphs
 from .evaluate import device_of
 from .infer import VALUE_LIMIT, Inferred, describe_node
 from .opdef import op
@@ -28,25 +28,83 @@ _ROUNDS = 16  # loop-carried types settle in a few rounds: each round only makes
 # -- If --------------------------------------------------------------------------------------------
 
 def _infer_if(node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
+    """NOTE: with the condition unknown at build time, a branch that cannot take these shapes (a voice model's
+    8 kHz branch given 16 kHz frames) does not fail the build: the node records it in `_invalid_branch`, takes
+    the other branch's types, and fails at run time only if that branch is taken."""
     values, known = bind_outer(node, values)
     then_branch, else_branch = node.attrs["then_branch"], node.attrs["else_branch"]
+    node.attrs[INVALID_BRANCH] = ""
     cond = values[0]
     if cond is not None:
         chosen, what = (then_branch, "then branch") if _truth(cond) else (else_branch, "else branch")
         return infer_body(node, chosen, [], known, what)
-    a = infer_body(node, then_branch, [], known, "then branch")
-    b = infer_body(node, else_branch, [], known, "else branch")
+    a, a_error = _try_branch(node, then_branch, known, "then branch")
+    b, b_error = _try_branch(node, else_branch, known, "else branch")
+    if a is None or b is None:
+        if a is None and b is None:
+            raise a_error  # type: ignore[misc]
+        failed, error = ("then branch", a_error) if a is None else ("else branch", b_error)
+        node.attrs[INVALID_BRANCH] = f"{failed}: {error}"
+        return a if b is None else b  # type: ignore[return-value]
     if len(a) != len(b):
         raise ShapeError(f"{describe_node(node)}: the then branch gives {len(a)} outputs, the else branch {len(b)}")
     return [merge(x, y, f"{describe_node(node)}: output {i} of the branches") for i, (x, y) in enumerate(zip(a, b))]
 
 
+def _try_branch(node: Node, branch: Graph, known: dict, what: str) -> tuple[list[Inferred] | None, ShapeError | None]:
+    """The branch's output types, or (None, why) when it cannot take these shapes: its values are then left
+    typed as the model declared them, as an untaken branch's are."""
+    made = [t for g in _nested(branch) for n in g.nodes for t in n.outputs]
+    declared = [(t.dtype, t.shape, t.kind) for t in made]
+    try:
+        return infer_body(node, branch, [], known, what), None
+    except ShapeError as e:
+        for t, (dtype, shape, kind) in zip(made, declared):
+            t.dtype, t.shape, t.kind = dtype, shape, kind
+        return None, e
+
+
+def _nested(graph: Graph) -> list[Graph]:
+    return [graph] + [g for n in graph.nodes for sub in subgraphs(n) for g in _nested(sub)]
+
+
+INVALID_BRANCH = "_invalid_branch"  # set by shape inference: "else branch: why it cannot take these shapes"
+
+
 @op("If", since=1, infer=_infer_if, outer_inputs=True)
-def if_(cond, *outer, then_branch: Graph, else_branch: Graph):
+def if_(cond, *outer, then_branch: Graph, else_branch: Graph, _invalid_branch: str = ""):
     (cond,), env = split_args((cond, *outer), 1, [else_branch, then_branch])
-    if _truth(cond):
-        return run_body(then_branch, [], env, "then branch")
-    return run_body(else_branch, [], env, "else branch")
+    what = "then branch" if _truth(cond) else "else branch"
+    if _invalid_branch.startswith(what):
+        raise ExecutionError(f"the condition chose its {what}, which cannot run on inputs of the shapes this engine "
+                             f"was built for ({_invalid_branch.removeprefix(what + ': ')}); build the engine for "
+                             "inputs that branch takes, or fix the condition's input with a build-time constant")
+    return run_body(then_branch if what == "then branch" else else_branch, [], env, what)
+
+
+def inline_if(node: Node, cond: torch.Tensor, taken: set[str]) -> list[Node] | None:
+    """The nodes that replace an If whose condition is known at build time: its chosen branch's nodes, which
+    read the enclosing graph's tensors directly (`bind_outer` ran), writing the If's outputs. None where a name
+    of the branch is among `taken` (the enclosing graph's tensor and node names)."""
+    branch: Graph = node.attrs["then_branch" if _truth(cond) else "else_branch"]
+    outer = {id(t) for t in branch.outer}
+    inner = [t for t in branch.tensors().values() if id(t) not in outer]
+    if any(t.name in taken for t in inner) or any(n.name in taken for n in branch.nodes):
+        return None
+    nodes = list(branch.nodes)
+    producers = {id(t): n for n in nodes for t in n.outputs}
+    renamed: dict[int, Tensor] = {}
+    for i, (made, out) in enumerate(zip(branch.outputs, node.outputs)):
+        producer = producers.pop(id(made), None)
+        if producer is None:  # an outer tensor, a constant, or a value given twice
+            source = renamed.get(id(made), made)
+            nodes.append(Node("Identity", [source], [out], name=f"{node.name}/output_{i}", origin=node.origin))
+            continue
+        renamed[id(made)] = out
+        producer.outputs = [out if t is made else t for t in producer.outputs]
+        for n in nodes:
+            n.inputs = [out if t is made else t for t in n.inputs]
+    return nodes
 
 
 def _truth(cond: torch.Tensor) -> bool:

@@ -2,12 +2,14 @@
 static shapes, as Shape's are) is evaluated once at build time and replaced by its results.
 
 Control-flow nodes fold too (their outer reads are inputs like any other), unless a subgraph draws
-random numbers; sequences and optionals are never constants."""
+random numbers; an If whose condition alone is known is replaced by its chosen branch. Sequences and
+optionals are never constants."""
 
 from __future__ import annotations
 
 from ..ir import DType, Graph, Node, subgraphs
 from ..ops import REGISTRY, infer_shapes
+from ..ops.control_flow import inline_if
 from ..ops.opdef import input_dtypes
 from ..ops.subgraph import has_random
 
@@ -36,6 +38,23 @@ def run(graph: Graph, ctx) -> None:
             known[id(t)] = t.value
         graph.nodes.remove(node)
         ctx.fired["fold_constants"] += 1
+    if _inline_ifs(graph, known, ctx):
+        run(graph, ctx)  # the chosen branches' nodes fold in turn
+
+
+def _inline_ifs(graph: Graph, known: dict, ctx) -> bool:
+    """Replace each If whose condition is known by its chosen branch (an input fixed by `constants=`)."""
+    inlined = False
+    for node in list(graph.nodes):
+        if node.op != "If" or node.domain != "" or id(node.inputs[0]) not in known:
+            continue
+        nodes = inline_if(node, known[id(node.inputs[0])], set(graph.tensors()) | {n.name for n in graph.nodes})
+        if nodes is not None:
+            at = graph.nodes.index(node)
+            graph.nodes[at:at + 1] = nodes
+            ctx.fired["inline_if"] += 1
+            inlined = True
+    return inlined
 
 
 def _foldable(node: Node) -> bool:

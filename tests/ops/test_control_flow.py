@@ -162,6 +162,69 @@ def test_if_condition_of_two_elements_names_the_layer():
         ctx.infer({"x": rand(2), "c": np.array([True, False])})
 
 
+# -- If: a branch invalid for the given shapes, an input fixed at build time -----------------------
+
+def _rate_model() -> onnx.ModelProto:
+    """As a voice model chooses by sample rate: sr == 16000 takes frames of 4 (x @ w16), else frames of 2
+    (x @ w8); for frames of 4 the else branch cannot type-check."""
+    then = branch("then16k", [oh.make_node("MatMul", ["x", "w16"], ["t"], name="mm16")], "t")
+    other = branch("else8k", [oh.make_node("MatMul", ["x", "w8"], ["e"], name="mm8")], "e")
+    nodes = [oh.make_node("Equal", ["sr", "k16"], ["is16"], name="is16k"),
+             oh.make_node("If", ["is16"], ["z"], name="by_rate", then_branch=then, else_branch=other),
+             oh.make_node("Relu", ["z"], ["y"], name="relu")]
+    return model_of(nodes, [vi("x", F, ["n", "frame"]), vi("sr", I64, [])], [vi("y", F, ["n", 3])],
+                    [const("k16", 16000, np.int64), const("w16", rand(4, 3)), const("w8", rand(2, 3))])
+
+
+def _weights(model):
+    return {t.name: onh.to_array(t) for t in model.graph.initializer}
+
+
+def test_if_branch_invalid_for_the_shapes_builds_and_fails_only_when_taken():
+    model = _rate_model()
+    engine = braze.Builder("cpu").build(model, braze.BuilderConfig(shapes={"x": (2, 4)}, progress=False))
+    engine = braze.Runtime().load(engine.serialize())
+    ctx = engine.create_execution_context()
+    x = rand(2, 4)
+    y = ctx.infer({"x": x, "sr": np.array(16000)})["y"]
+    assert_close(y, np.maximum(x @ _weights(model)["w16"], 0))
+    with pytest.raises(braze.errors.ExecutionError,
+                       match=r"layer 'by_rate' \(If.*chose its else branch, which cannot run on inputs of the shapes "
+                             r"this engine was built for \(.*'mm8' \(MatMul\)"):
+        ctx.infer({"x": x, "sr": np.array(8000)})
+
+
+def test_if_of_two_invalid_branches_fails_the_build_naming_the_node():
+    model = _rate_model()
+    with pytest.raises(braze.errors.ShapeError, match=r"then branch of node 'by_rate' \(If\).*'mm16'"):
+        braze.Builder("cpu").build(model, braze.BuilderConfig(shapes={"x": (2, 5)}, progress=False))
+
+
+@pytest.mark.parametrize("sr,frame", [(16000, 4), (8000, 2)])
+def test_an_input_fixed_at_build_time_folds_the_if_away(sr, frame):
+    model = _rate_model()
+    config = braze.BuilderConfig(shapes={"x": (2, frame)}, constants={"sr": sr}, progress=False)
+    engine = braze.Runtime().load(braze.Builder("cpu").build(model, config).serialize())
+    assert [t.name for t in engine.inputs] == ["x"]
+    assert "If" not in {n.op for n in engine.graph.nodes}
+    x = rand(2, frame)
+    expected = run_ort(model, {"x": x, "sr": np.array(sr)})[0]
+    assert_close(engine.create_execution_context().infer({"x": x})["y"], expected)
+
+
+@pytest.mark.parametrize("constants,match", [
+    ({"rate": 16000}, r"constants given for 'rate', which the model does not have as inputs; its inputs are 'x', "
+                      r"'sr'"),
+    ({"sr": 16000.5}, r"constant for input 'sr': 16000.5 is not a int64 value"),
+    ({"sr": "fast"}, r"constant for input 'sr': 'fast' is not a int64 value"),
+    ({"sr": [16000, 8000]}, r"input 'sr' is \[\] in the model; the constant given for it has shape \[2\]"),
+])
+def test_a_wrong_constant_names_the_input(constants, match):
+    config = braze.BuilderConfig(shapes={"x": (2, 4)}, constants=constants, progress=False)
+    with pytest.raises(braze.errors.ShapeError, match=match):
+        braze.Builder("cpu").build(_rate_model(), config)
+
+
 # -- Loop ------------------------------------------------------------------------------------------
 
 def _loop_body(extra_nodes=(), cond: str = "cond_in") -> onnx.GraphProto:
