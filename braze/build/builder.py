@@ -132,13 +132,17 @@ def bind_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> None:
                          f"inputs; its inputs are {', '.join(repr(n) for n in names) or 'none'}")
     unresolved = []
     for t in graph.inputs:
+        if t.is_tensor and t.shape is not None:  # NOTE: a declared -1 (Paddle's, ...) is a dynamic dim
+            t.shape = tuple(None if isinstance(d, int) and d < 0 else d for d in t.shape)
         if t.name in shapes:
             given = tuple(int(d) for d in shapes[t.name])
             if t.shape is not None:
                 if len(given) != len(t.shape):
                     raise ShapeError(f"input {t.name!r} has rank {len(t.shape)} {format_shape(t.shape)}, "
                                      f"the shape given, {format_shape(given)}, has rank {len(given)}")
-                clash = [i for i, (d, g) in enumerate(zip(t.shape, given)) if isinstance(d, int) and d != g]
+                # NOTE: a declared 0 takes any size given (some exporters write it for a dynamic dim), and
+                # stays an empty dim where none is given
+                clash = [i for i, (d, g) in enumerate(zip(t.shape, given)) if isinstance(d, int) and d not in (0, g)]
                 if clash:
                     raise ShapeError(f"input {t.name!r} is {format_shape(t.shape)} in the model; the shape given, "
                                      f"{format_shape(given)}, differs in dim {clash[0]}")
@@ -152,11 +156,19 @@ def bind_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> None:
         if t.dtype is None:
             raise ShapeError(f"input {t.name!r} has no element type in the model")
     if unresolved:
-        listing = ", ".join(f"{t.name!r} {format_shape(t.shape)}" for t in unresolved)
+        listing = ", ".join(f"{t.name!r} {format_shape(t.shape)} ({_dynamic(t.shape)})" for t in unresolved)
         example = ",".join(f"{t.name}:" + "x".join(str(d) if isinstance(d, int) else "N" for d in (t.shape or ("N",)))
                            for t in unresolved)
         raise ShapeError(f"input(s) {listing} have dims that are not fixed; give their shapes, e.g. "
                          f"--shapes {example} or BuilderConfig(shapes={{...}})")
+
+
+def _dynamic(shape: tuple | None) -> str:
+    """Which dims of a declared shape are dynamic: symbols, unknowns, and the -1 some exporters write."""
+    if shape is None:
+        return "rank unknown"
+    dims = [str(i) for i, d in enumerate(shape) if not isinstance(d, int)]
+    return f"dynamic dim{'s' if len(dims) > 1 else ''} {', '.join(dims)}"
 
 
 _PRECISIONS = {"fp32": DType.float32, "fp16": DType.float16, "bf16": DType.bfloat16}
