@@ -20,6 +20,7 @@ from ..ir import TENSOR, DType, Node, Tensor
 from ..kernels import Kernel, tactic_by_name
 from .format import deserialize, serialize
 from .plan import Plan
+from .validate import check_memory, validate_plan
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,10 @@ class Engine:
         return len(self.slots) - 1
 
 
+def _weight_bytes(plan: Plan) -> int:
+    return sum(t.value.nbytes for t in plan.graph.constants())  # type: ignore[union-attr]
+
+
 def _value_inputs(node: Node) -> frozenset[int]:
     from ..ops import REGISTRY
 
@@ -195,6 +200,8 @@ class Runtime:
         header, plan = deserialize(data)
         target = self._target(header["device"])
         check_signature(plan.device, target)
+        validate_plan(plan, target)
+        check_memory(plan.memory.arena_size + int(plan.build.get("graph_pool_bytes", 0)), _weight_bytes(plan), target)
         return Engine(plan, target)
 
     def _target(self, built_for: dict[str, Any]) -> Target:

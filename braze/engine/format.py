@@ -10,8 +10,8 @@
     48+H+P  W     weights (safetensors)
 
 Reading checks, in this order, the magic, the format version, the length and the checksum,
-before any byte of the plan is interpreted. Nothing in the file is executed: JSON and
-safetensors carry data only.
+before any byte of the plan is interpreted; then the header's and the plan's fields (validate.py).
+Nothing in the file is executed: JSON and safetensors carry data only.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from safetensors.torch import save as save_safetensors
 from .. import __version__
 from ..errors import EngineFormatError
 from .plan import Plan
+from .validate import check_document, check_header
 
 MAGIC = b"BRAZENG\0"
 FORMAT_VERSION = 1
@@ -65,15 +66,20 @@ def read_header(data: bytes) -> dict[str, Any]:
         raise EngineFormatError(f"engine file is truncated: {len(data)} bytes, the header alone needs {end}")
     try:
         header = json.loads(data[_PREFIX.size:end])
-        expected = end + int(header["plan_size"]) + int(header["weights_size"])
-    except (ValueError, KeyError, TypeError):
-        header, expected = None, None
+    except (ValueError, RecursionError):
+        header = None
+    sizes = [header.get(k) for k in ("plan_size", "weights_size")] if isinstance(header, dict) else []
+    expected = end + sum(sizes) if len(sizes) == 2 and all(type(n) is int and n >= 0 for n in sizes) else None
     if expected is not None and len(data) < expected:
         raise EngineFormatError(f"engine file is truncated: {len(data)} bytes of the {expected} it should have")
     if hashlib.sha256(data[44:]).digest() != digest:
         raise EngineFormatError("engine file is corrupted: its checksum does not match its contents")
-    if header is None or expected != len(data):
-        raise EngineFormatError("engine file is malformed: its header does not describe its contents")
+    if header is None:
+        raise EngineFormatError("engine file is malformed: its header is not JSON")
+    check_header(header)
+    if expected != len(data):
+        raise EngineFormatError(f"engine file is malformed: its header describes {expected} bytes, the file has "
+                                f"{len(data)}")
     return header
 
 
@@ -86,7 +92,11 @@ def deserialize(data: bytes) -> tuple[dict[str, Any], Plan]:
         weights = load_safetensors(bytes(data[plan_end:])) if header["weights_size"] else {}
     except Exception as e:
         raise EngineFormatError(f"engine file is malformed: {e}") from None
-    return header, Plan.from_json(doc, weights)
+    try:
+        check_document(doc)
+        return header, Plan.from_json(doc, weights)
+    except RecursionError:
+        raise EngineFormatError("engine plan is malformed: its JSON is nested too deeply") from None
 
 
 def _own_storage(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
