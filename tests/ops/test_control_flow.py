@@ -3,12 +3,14 @@ folded shapes, errors that name the node, and engines that keep their subgraphs 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import onnx
 import onnx.helper as oh
 import onnx.numpy_helper as onh
+import onnxruntime as ort
 import pytest
 
 import braze
@@ -223,6 +225,36 @@ def test_a_wrong_constant_names_the_input(constants, match):
     config = braze.BuilderConfig(shapes={"x": (2, 4)}, constants=constants, progress=False)
     with pytest.raises(braze.errors.ShapeError, match=match):
         braze.Builder("cpu").build(_rate_model(), config)
+
+
+VAD = Path(__file__).parents[2] / ".models" / "silero_vad.onnx"
+
+
+@pytest.mark.skipif(not VAD.exists(), reason="run scripts/fetch_models.py silero_vad first")
+@pytest.mark.parametrize("sr,frame,constant", [(16000, 512, False), (16000, 512, True), (8000, 256, True)])
+def test_silero_vad_builds_for_one_rate_and_matches_onnxruntime(sr, frame, constant):
+    """Silero's voice-activity detector chooses its 16 kHz or 8 kHz sub-graph with an If on `sr`: built for
+    16 kHz frames with `sr` an input, the 8 kHz branch cannot take them and fails only if chosen; with `sr`
+    fixed at build time the If is gone. Several chunks in a row, the state carried, as a stream runs it."""
+    shapes = {"input": (1, frame), "state": (2, 1, 128)}
+    config = braze.BuilderConfig(shapes=shapes, constants={"sr": sr} if constant else {}, progress=False)
+    engine = braze.Runtime().load(braze.Builder("cpu").build(str(VAD), config).serialize())
+    assert ("If" in {n.op for n in engine.graph.nodes}) != constant
+    ctx = engine.create_execution_context()
+    session = ort.InferenceSession(str(VAD), providers=["CPUExecutionProvider"])
+    rng = np.random.RandomState(0)
+    state = ort_state = np.zeros((2, 1, 128), np.float32)
+    for _ in range(4):
+        chunk = (rng.randn(1, frame) * rng.uniform(0.01, 0.5)).astype(np.float32)
+        feeds = {"input": chunk, "state": state} | ({} if constant else {"sr": np.array(sr)})
+        got = ctx.infer(feeds)
+        want, ort_state = session.run(None, {"input": chunk, "state": ort_state, "sr": np.array(sr)})
+        assert_close(got["output"], want, rtol=1e-4, atol=1e-5)
+        assert_close(got["stateN"], ort_state, rtol=1e-4, atol=1e-5)
+        state = got["stateN"]
+    if not constant:
+        with pytest.raises(braze.errors.ExecutionError, match=r"layer 'If_0' \(If.*chose its else branch"):
+            ctx.infer({"input": chunk, "state": state, "sr": np.array(8000)})
 
 
 # -- Loop ------------------------------------------------------------------------------------------
