@@ -18,6 +18,9 @@ from . import __version__
 from .errors import BrazeError, DeviceMismatchError
 
 
+_DEVICES = "the device must be 'cpu' or 'cuda' (or 'cuda:N', N a GPU's index)"
+
+
 @dataclass(frozen=True)
 class Target:
     device: torch.device
@@ -36,8 +39,8 @@ class Target:
             return device
         try:
             dev = torch.device(device)
-        except (RuntimeError, TypeError) as e:
-            raise BrazeError(f"unknown device {device!r}: {e}") from None
+        except (RuntimeError, TypeError):
+            raise BrazeError(f"unknown device {device!r}: {_DEVICES}") from None
         if dev.type == "cpu":
             return Target(torch.device("cpu"))
         if dev.type == "cuda":
@@ -48,7 +51,7 @@ class Target:
             if index >= torch.cuda.device_count():
                 raise BrazeError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
             return Target(torch.device("cuda", index))
-        raise BrazeError(f"device {device!r}: braze builds for 'cpu' and 'cuda' devices only")
+        raise BrazeError(f"device {device!r}: {_DEVICES}")
 
     def signature(self) -> dict[str, Any]:
         sig: dict[str, Any] = {"kind": self.kind, "braze": __version__, "torch": torch.__version__.split("+")[0]}

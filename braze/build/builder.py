@@ -9,10 +9,11 @@ the node and the problem when the model cannot be built.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -24,12 +25,11 @@ from ..kernels import tactics_for
 from ..ops import infer_shapes
 from ..passes.pipeline import PassContext, optimize
 from ..precision import lower_precision
+from ..progress import Progress, ProgressSetting, reporter
 from ..tune import TimingCache
 from .constants import bind_constants
 from .memory import plan_memory
 from .tactics import choose_tactics
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -42,7 +42,7 @@ class BuilderConfig:
     precision: str = "fp32"  # fp32, fp16 or bf16
     tf32: bool = False  # let fp32 matrix products and convolutions use TF32 (CUDA)
     timing_cache: str | None = None  # a timing cache file to read and extend
-    progress: Progress | None = None
+    progress: ProgressSetting = None  # a callback, or True/False; None: lines on stderr where it is a terminal
     dump_dir: str | None = None  # write the graph after every pass here (also BRAZE_DEBUG=passes)
 
 
@@ -53,9 +53,9 @@ class Builder:
     def build(self, model: Any, config: BuilderConfig | None = None) -> Engine:
         """Build an engine from a Graph, a Network, or anything `parse_onnx` takes."""
         config = config or BuilderConfig()
-        say = config.progress or (lambda msg: None)
+        say = reporter(config.progress)
         started = time.perf_counter()
-        graph = _as_graph(model)
+        graph = _as_graph(model, say)
         source_nodes = len(graph.nodes)
         say(f"building {graph.name!r}: {source_nodes} nodes, target {self.target}")
 
@@ -112,7 +112,7 @@ class Builder:
         return engine
 
 
-def _as_graph(model: Any) -> Graph:
+def _as_graph(model: Any, say: Progress) -> Graph:
     if isinstance(model, Graph):
         return model.copy()
     graph = getattr(model, "graph", None)  # a braze.Network
@@ -120,6 +120,10 @@ def _as_graph(model: Any) -> Graph:
         return graph.copy()
     from ..frontends.onnx import parse_onnx
 
+    if isinstance(model, str) and model.startswith("zoo:"):
+        say(f"exporting {model} to ONNX with PyTorch's exporter")
+    elif isinstance(model, (str, os.PathLike)):
+        say(f"parsing {Path(model).name}")
     return parse_onnx(model)
 
 

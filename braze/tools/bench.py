@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from ..engine import Engine
-from .common import info, info_to_stderr, random_inputs
+from .common import info, info_to_stderr, non_negative_float, random_inputs
 from .inspect import layer_label
 from .timing import LatencyStats, stats_of
 
@@ -24,8 +24,9 @@ from .timing import LatencyStats, stats_of
 def register(sub, add_build_options, load_or_build) -> None:
     p = sub.add_parser("bench", help="time an engine: latency percentiles, throughput, GPU compute time, per-layer profile")
     p.add_argument("model", help="engine file, ONNX file or zoo:NAME")
-    p.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up (default 0.5)")
-    p.add_argument("--duration", type=float, default=3.0, help="seconds of timed runs per measurement (default 3)")
+    p.add_argument("--warmup", type=non_negative_float, default=0.5, help="seconds of warm-up (default 0.5)")
+    p.add_argument("--duration", type=non_negative_float, default=3.0,
+                   help="seconds of timed runs per measurement (default 3)")
     p.add_argument("--profile", action="store_true", help="also time each layer")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_build_options(p)
@@ -35,6 +36,9 @@ def register(sub, add_build_options, load_or_build) -> None:
 def run(args: argparse.Namespace, load_or_build) -> int:
     log = info_to_stderr if args.json else info
     engine = load_or_build(args.model, args, log)
+    measurements = ("end to end" + (", GPU compute, H2D and D2H" if engine.target.is_cuda else "")
+                    + (", then each layer" if args.profile else ""))
+    log(f"timing {measurements}: {args.warmup:g} s of warm-up and {args.duration:g} s each")
     result = benchmark(engine, warmup=args.warmup, duration=args.duration, profile=args.profile)
     if args.json:
         print(json.dumps(result, indent=2))

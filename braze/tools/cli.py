@@ -6,13 +6,17 @@
     braze bench model.engine [--profile] [--json]
     braze demo [--model resnet50]
 
-Errors braze reports (BrazeError) print as one `[E]` line and exit with status 1.
+Errors braze reports (BrazeError) print as one `[E]` line and exit with status 1; a bad argument is
+argparse's usage line and status 2. Paths the command will write, and input files, are checked
+before the long work. Long loops show a live count on stderr where it is a terminal (--progress,
+--no-progress override).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,11 +26,14 @@ import numpy as np
 
 from .. import __version__
 from ..build import Builder, BuilderConfig
-from ..engine import Engine, Runtime
+from ..engine import Engine
 from ..engine.format import is_engine_file
 from ..errors import BrazeError
+from ..progress import Counter
 from . import bench, conformance, demo
-from .common import default_shapes, error, human_bytes, info, info_to_stderr, model_label, parse_shapes, random_inputs
+from .common import (default_shapes, error, human_bytes, info, info_to_stderr, is_engine_source, load_array,
+                     load_engine, model_label, non_negative_int, output_dir, parse_shapes, positive_int, random_inputs,
+                     writable_file)
 from .inspect import describe_engine, describe_graph, format_engine, format_graph_summary
 from .timing import measure
 
@@ -50,20 +57,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    except BrokenPipeError:  # NOTE: stdout closed early (`braze inspect x.engine | head`): stop quietly, as tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 # -- build ---------------------------------------------------------------------------------------
 
 def _add_build_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shapes", nargs="+", metavar="NAME:DIMS", help="input shapes, e.g. input:1x3x224x224")
+    p.add_argument("--shapes", nargs="+", metavar="NAME:DIMS",
+                   help="input shapes, e.g. input:1x3x224x224 (or input:1,3,224,224)")
     p.add_argument("--device", default="cpu", help="target device: cpu or cuda[:N] (default cpu)")
-    p.add_argument("--opt-level", type=int, default=3, metavar="N", help="optimization level, 0 = none (default 3)")
+    p.add_argument("--opt-level", type=non_negative_int, default=3, metavar="N",
+                   help="optimization level, 0 = none (default 3)")
     p.add_argument("--no-optimize", action="store_true", help="keep the graph as parsed (same as --opt-level 0)")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="FP16 engine (weights and activations in float16)")
     precision.add_argument("--bf16", action="store_true", help="BF16 engine")
     p.add_argument("--tf32", action="store_true", help="let FP32 matrix products and convolutions use TF32")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache to read and extend")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a live count of long loops on stderr (default: where stderr is a terminal)")
 
 
 def _register_build(sub) -> None:
@@ -75,20 +89,30 @@ def _register_build(sub) -> None:
 
 
 def build_engine(model: str, args: argparse.Namespace, log=info) -> Engine:
+    if is_engine_file(model):
+        raise BrazeError(f"{model} is a braze engine already; building takes an ONNX model (or zoo:NAME): "
+                         f"run, bench or inspect the engine instead")
+    builder = Builder(device=args.device)
     shapes = default_shapes(model, parse_shapes(args.shapes))
+    if args.timing_cache:
+        writable_file(args.timing_cache, "--timing-cache")
     level = 0 if args.no_optimize else args.opt_level
     log(f"building {model_label(model)} for {args.device}" + (f" with shapes {shapes}" if shapes else ""))
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     config = BuilderConfig(shapes=shapes, optimization_level=level, precision=precision, tf32=args.tf32,
                            timing_cache=args.timing_cache, progress=lambda m: log(f"  {m}"))
-    return Builder(device=args.device).build(model, config)
+    return builder.build(model, config)
 
 
 def _build(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    output = writable_file(args.output, "-o")
     engine = build_engine(args.model, args)
     data = engine.serialize()
-    Path(args.output).write_bytes(data)
+    try:
+        output.write_bytes(data)
+    except OSError as e:
+        raise BrazeError(f"-o {args.output}: cannot write the engine: {e.strerror or e}") from None
     info(f"wrote {args.output} ({human_bytes(len(data))}) in {time.perf_counter() - started:.2f} s: "
          f"{engine.num_layers} layers, {human_bytes(engine.device_memory_size)} of activations per context")
     return 0
@@ -101,8 +125,8 @@ def _register_run(sub) -> None:
     p.add_argument("model", help="engine file, ONNX file or zoo:NAME")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input from a .npy file")
     p.add_argument("--save-outputs", metavar="DIR", help="write each output to DIR/NAME.npy")
-    p.add_argument("--iterations", type=int, default=10, help="timed runs (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    p.add_argument("--iterations", type=positive_int, default=10, help="timed runs (default 10)")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_build_options(p)
@@ -110,30 +134,34 @@ def _register_run(sub) -> None:
 
 
 def load_or_build(model: str, args: argparse.Namespace, log=info) -> Engine:
-    if is_engine_file(model):
-        return Runtime().load(model)
+    if is_engine_source(model):
+        return load_engine(model)
     return build_engine(model, args, log)
 
 
 def _run(args: argparse.Namespace) -> int:
-    engine = load_or_build(args.model, args, log=info_to_stderr if args.json else info)
-    feeds = random_inputs(engine.inputs, args.seed)
+    given = {}
     for item in args.input:
         name, sep, file = item.partition("=")
-        if not sep:
+        if not sep or not name:
             raise BrazeError(f"--input {item!r}: expected NAME=FILE.npy")
-        try:
-            feeds[name] = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise BrazeError(f"--input {name}: cannot read {file}: {e}") from None
+        given[name] = load_array(name, file)
+    out_dir = output_dir(args.save_outputs, "--save-outputs") if args.save_outputs else None
+    log = info_to_stderr if args.json else info
+    engine = load_or_build(args.model, args, log=log)
+    feeds = {**random_inputs(engine.inputs, args.seed), **given}
     ctx = engine.create_execution_context()
     outputs = ctx.infer(feeds)
-    stats = measure(lambda: ctx.infer(feeds), warmup=args.warmup, iterations=args.iterations)
-    if args.save_outputs:
-        out_dir = Path(args.save_outputs)
-        out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"timing {args.iterations} runs after {args.warmup} warm-up runs")
+    counter = Counter("timed runs", args.iterations, args.progress, prefix="[I] ")
+    stats = measure(lambda: ctx.infer(feeds), warmup=args.warmup, iterations=args.iterations, on_run=counter)
+    if out_dir is not None:
         for name, value in outputs.items():
-            np.save(out_dir / f"{_file_name(name)}.npy", value)
+            try:
+                np.save(out_dir / f"{_file_name(name)}.npy", value)
+            except OSError as e:
+                raise BrazeError(f"--save-outputs {args.save_outputs}: cannot write {name!r}: {e.strerror or e}"
+                                 ) from None
     summary = {name: _stats(value) for name, value in outputs.items()}
     if args.json:
         print(json.dumps({"latency_ms": stats.as_dict(), "outputs": summary}, indent=2))
@@ -171,9 +199,8 @@ def _register_inspect(sub) -> None:
 
 def _inspect(args: argparse.Namespace) -> int:
     path = Path(args.model)
-    if is_engine_file(path):
-        data = path.read_bytes()
-        desc = describe_engine(Runtime().load(data), size_bytes=len(data))
+    if is_engine_source(args.model):
+        desc = describe_engine(load_engine(path), size_bytes=path.stat().st_size)
         print(json.dumps(desc, indent=2) if args.json else format_engine(desc, f"Engine: {path.name}"))
         return 0
     from ..frontends.onnx import parse_onnx

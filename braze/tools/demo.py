@@ -18,31 +18,36 @@ import torch
 from .. import zoo
 from ..build import Builder, BuilderConfig
 from ..engine import Runtime
+from ..progress import Counter
 from ..testing import max_abs_diff, rel_l2, tolerance
-from .common import human_bytes, info
+from .common import human_bytes, info, positive_int
 from .timing import measure
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="build, save, load and run an engine for a built-in model; compare with a reference")
     p.add_argument("--model", default="resnet50", choices=zoo.names(), help="zoo model (default resnet50)")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--iterations", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--iterations", type=positive_int, default=20, help="timed runs (default 20)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a live count of the timed runs on stderr (default: where stderr is a terminal)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import __version__
 
+    builder = Builder(device=args.device)  # NOTE: a wrong device is refused before the export
     info(f"braze {__version__} demo: zoo:{args.model}, batch {args.batch}, device {args.device}")
+    info(f"exporting {args.model} to ONNX with PyTorch's exporter")
     t0 = time.perf_counter()
     model = zoo.load(args.model)
     info(f"exported {args.model} to ONNX in {time.perf_counter() - t0:.1f} s: {len(model.graph.node)} nodes")
 
     shapes = zoo.default_shapes(args.model, args.batch)
     t0 = time.perf_counter()
-    engine = Builder(device=args.device).build(model, BuilderConfig(shapes=shapes, progress=lambda m: info(f"  {m}")))
+    engine = builder.build(model, BuilderConfig(shapes=shapes, progress=lambda m: info(f"  {m}")))
     info(f"built the engine in {time.perf_counter() - t0:.2f} s: {engine.num_layers} layers, "
          f"{human_bytes(engine.device_memory_size)} of activations per context")
 
@@ -58,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     ctx = engine.create_execution_context()
     outputs = ctx.infer(feeds)
     sync = torch.cuda.synchronize if engine.target.is_cuda else None
-    stats = measure(lambda: ctx.infer(feeds), warmup=3, iterations=args.iterations, sync=sync)
+    counter = Counter("timed runs", args.iterations, args.progress, prefix="[I] ")
+    stats = measure(lambda: ctx.infer(feeds), warmup=3, iterations=args.iterations, sync=sync, on_run=counter)
     info(f"latency: {stats.summary('inferences')}")
     if args.batch > 1:
         info(f"         {stats.throughput * args.batch:.1f} items/s at batch {args.batch}")

@@ -44,8 +44,11 @@ def stats_of(samples_ms: list[float]) -> LatencyStats:
 
 
 def measure(fn: Callable[[], object], *, warmup: int = 3, iterations: int = 20, min_seconds: float = 0.0,
-            sync: Callable[[], None] | None = None) -> LatencyStats:
-    """Time `fn` with a wall clock after `warmup` calls: at least `iterations` runs and `min_seconds`."""
+            sync: Callable[[], None] | None = None, on_run: Callable[[int], None] | None = None) -> LatencyStats:
+    """Time `fn` with a wall clock after `warmup` calls: at least `iterations` runs and `min_seconds`.
+    `on_run(n)` is told each timed run's count (a progress display), outside the timed region."""
+    if iterations < 1:
+        raise ValueError(f"iterations must be 1 or more, not {iterations}")
     for _ in range(warmup):
         fn()
     if sync:
@@ -58,4 +61,6 @@ def measure(fn: Callable[[], object], *, warmup: int = 3, iterations: int = 20, 
         if sync:
             sync()
         samples.append((time.perf_counter() - t0) * 1000.0)
+        if on_run is not None:
+            on_run(len(samples))
     return stats_of(samples)
