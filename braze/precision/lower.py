@@ -4,8 +4,12 @@ Every float32 tensor inside the graph becomes the target type: constants are con
 clamped to the type's finite range, so a -3.4e38 mask stays a very large negative number rather than
 -inf; infinities and NaNs stay what they are), Casts to float32 retarget the low type, and the engine's
 float32 inputs and outputs keep their type at the boundary, with one Cast layer each, as TensorRT's
-engines do. The kernels accumulate in
-float32 (cuBLAS, cuDNN, SDPA and braze's Triton kernels all do), so only storage is narrowed.
+engines do. The kernels accumulate in float32 (cuBLAS, cuDNN, SDPA and braze's Triton kernels all do),
+so only storage is narrowed.
+
+What decides a shape stays float32: a value input (a Resize's scales, a Range's bounds) and everything
+it is computed from, so lowering never changes an output's shape (1.1 is 1.0996 in float16: ten rows
+scaled by it would floor to 10, not 11). A constant graph output keeps its declared type.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import onnx
 import torch
 
 from ..ir import DType, Graph, Node, Tensor, subgraphs
+from ..ops import REGISTRY
 
 _ONNX_FLOAT = int(onnx.TensorProto.FLOAT)
 _ONNX_CODES = {DType.float16: int(onnx.TensorProto.FLOAT16), DType.bfloat16: int(onnx.TensorProto.BFLOAT16)}
+_SHAPE_READERS = ("Shape", "Size")  # read only their input's shape: a shape path does not reach past them
 
 
 def lower_precision(graph: Graph, dtype: DType, *, boundary: bool = True) -> int:
@@ -24,25 +30,89 @@ def lower_precision(graph: Graph, dtype: DType, *, boundary: bool = True) -> int
     bodies, control-flow branches) are lowered with their parent, without boundary casts."""
     if dtype not in _ONNX_CODES:
         raise ValueError(f"braze lowers to float16 or bfloat16, not {dtype}")
+    stay = _shape_path(graph)
+    _split_shared(graph, dtype, stay)
     changed = 0
     for t in graph.constants():
-        if t.dtype == DType.float32 and t.value is not None:
-            info = torch.finfo(dtype.torch)
-            # NOTE: only finite values are clamped: an infinity (a Clip bound, a compare against inf) stays one
-            t.value = torch.where(t.value.isinf(), t.value, t.value.clamp(info.min, info.max)).to(dtype.torch)
+        if t.dtype == DType.float32 and t.value is not None and id(t) not in stay:
+            t.value = _narrow(t.value, dtype)
             t.dtype = dtype
             changed += 1
     for node in graph.nodes:
-        _retarget(node, dtype)
+        if not _on_shape_path(node, stay):
+            _retarget(node, dtype)
         for sub in subgraphs(node):
             changed += lower_precision(sub, dtype, boundary=False)
-    keep = _cast_boundary(graph, dtype) if boundary else set()
+    keep = _cast_boundary(graph, dtype, stay) if boundary else set()
     inner = [t for t in graph.inputs if not boundary] + [t for n in graph.nodes for t in n.outputs]
     for t in inner:
-        if t.dtype == DType.float32 and id(t) not in keep:
+        if t.dtype == DType.float32 and id(t) not in keep and id(t) not in stay:
             t.dtype = dtype
             changed += 1
     return changed
+
+
+def _value_inputs(node: Node) -> frozenset[int]:
+    return REGISTRY.for_node(node).value_inputs if REGISTRY.knows(node) else frozenset()
+
+
+def _shape_path(graph: Graph) -> set[int]:
+    """The ids of the float32 tensors that stay float32: value inputs, what they are computed from (back to a
+    Shape or Size, which read no values), and constant graph outputs."""
+    producer = {id(t): n for n in graph.nodes for t in n.outputs}
+    pending = [t for n in graph.nodes for i in _value_inputs(n) if (t := n.input(i)) is not None]
+    pending += [t for t in graph.outputs if t.is_constant]
+    seen: set[int] = set()
+    stay: set[int] = set()
+    while pending:
+        t = pending.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.dtype == DType.float32:
+            stay.add(id(t))
+        node = producer.get(id(t))
+        if node is not None and node.op not in _SHAPE_READERS:
+            pending += [x for x in node.inputs if x is not None]
+    return stay
+
+
+def _on_shape_path(node: Node, stay: set[int]) -> bool:
+    return any(id(t) in stay for t in node.outputs)
+
+
+def _split_shared(graph: Graph, dtype: DType, stay: set[int]) -> None:
+    """Where computation also reads a float32 tensor of a shape path (a scalar constant shared by a scale and a
+    shape), it reads a low copy: the constant converted, or a Cast placed right after the tensor is made."""
+    copies: dict[int, Tensor] = {}
+    casts: dict[int, Node] = {}  # by id of the tensor cast; graph inputs' and outer tensors' go first
+    for node in graph.nodes:
+        if _on_shape_path(node, stay):
+            continue
+        values = _value_inputs(node)
+        for i, t in enumerate(node.inputs):
+            if t is None or id(t) not in stay or i in values:
+                continue
+            if id(t) not in copies:
+                low = Tensor(graph.unique_name(f"{t.name}_{dtype}"), dtype, t.shape,
+                             None if t.value is None else _narrow(t.value, dtype))
+                if t.value is None:
+                    name = graph.unique_name(f"{t.name}_to_{dtype}")
+                    casts[id(t)] = Node("Cast", [t], [low], {"to": _ONNX_CODES[dtype]}, name=name, version=0,
+                                        origin=(f"{t.name} (cast to {dtype})",))
+                copies[id(t)] = low
+            node.inputs[i] = copies[id(t)]
+    made = {id(t) for n in graph.nodes for t in n.outputs}
+    order = [cast for key, cast in casts.items() if key not in made]
+    for node in graph.nodes:
+        order += [node] + [casts[id(t)] for t in node.outputs if id(t) in casts]
+    graph.nodes = order
+
+
+def _narrow(value: torch.Tensor, dtype: DType) -> torch.Tensor:
+    info = torch.finfo(dtype.torch)
+    # NOTE: only finite values are clamped: an infinity (a Clip bound, a compare against inf) stays one
+    return torch.where(value.isinf(), value, value.clamp(info.min, info.max)).to(dtype.torch)
 
 
 def _retarget(node: Node, dtype: DType) -> None:
@@ -53,18 +123,23 @@ def _retarget(node: Node, dtype: DType) -> None:
         key = "to" if "to" in node.attrs else "dtype"
         node.attrs[key] = _ONNX_CODES[dtype]
     value = node.attrs.get("value")
-    if node.op == "ConstantOfShape" and isinstance(value, torch.Tensor) and value.dtype == torch.float32:
-        node.attrs["value"] = value.to(dtype.torch)
+    if node.op in ("Constant", "ConstantOfShape") and isinstance(value, torch.Tensor) and value.dtype == torch.float32:
+        node.attrs["value"] = _narrow(value, dtype)
+    for key in ("value_float", "value_floats"):
+        if node.op == "Constant" and node.attrs.get(key) is not None:
+            node.attrs["value"] = _narrow(torch.tensor(node.attrs.pop(key), dtype=torch.float32), dtype)
 
 
-def _cast_boundary(graph: Graph, dtype: DType) -> set[int]:
-    """Cast float32 graph inputs down and float32 graph outputs back up. Returns the ids of the
-    float32 tensors that stay float32 (the casts' inputs and the outputs' final values)."""
+def _cast_boundary(graph: Graph, dtype: DType, stay: set[int]) -> set[int]:
+    """Cast float32 graph inputs down and float32 graph outputs back up. Returns the ids of the float32 tensors
+    that stay float32 (the casts' inputs and the outputs' final values)."""
     keep: set[int] = set()
     code = _ONNX_CODES[dtype]
     prepend: list[Node] = []
     for t in graph.inputs:
         if t.dtype != DType.float32 or not t.is_tensor:  # NOTE: a Cast takes tensors; sequences keep their type
+            continue
+        if id(t) in stay:  # NOTE: its computing readers were given a cast of their own (_split_shared)
             continue
         low = Tensor(graph.unique_name(f"{t.name}_{dtype}"), dtype, t.shape)
         graph.replace_uses(t, low)
@@ -72,8 +147,9 @@ def _cast_boundary(graph: Graph, dtype: DType) -> set[int]:
         prepend.append(Node("Cast", [t], [low], {"to": code}, name=graph.unique_name(f"{t.name}_to_{dtype}"),
                             version=0, origin=(f"{t.name} (cast to {dtype})",)))
     graph.nodes[:0] = prepend
-    for i, t in enumerate(graph.outputs):
-        if t.dtype != DType.float32 or any(t is x for x in graph.inputs) or t.is_constant or not t.is_tensor:
+    for t in graph.outputs:
+        if t.dtype != DType.float32 or any(t is x for x in graph.inputs) or t.is_constant or not t.is_tensor \
+                or id(t) in stay or id(t) in keep:  # NOTE: an output listed twice is cast once
             continue
         low = Tensor(graph.unique_name(f"{t.name}_{dtype}"), dtype, t.shape)
         for node in graph.nodes:
@@ -83,4 +159,3 @@ def _cast_boundary(graph: Graph, dtype: DType) -> set[int]:
                                 version=0, origin=(f"{t.name} (cast to float32)",)))
         keep.add(id(t))
     return keep
-

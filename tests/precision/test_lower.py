@@ -147,3 +147,105 @@ def test_a_lowered_cpu_engine_matches_float32_within_the_dtype_bound(model, prec
         assert np.asarray(got[name]).dtype == np.float32
         error = rel_l2(got[name], want[name])
         assert 0 < error <= tolerance(dtype).rel_l2, f"{model} {precision} level {level} {name}: rel L2 {error:.2e}"
+
+
+def test_a_constant_graph_output_keeps_its_declared_type():
+    x, y = Tensor("x", DType.float32, (3,)), Tensor("y", DType.float32, (3,))
+    table = Tensor("table", DType.float32, (2,), torch.tensor([0.1, 70000.0]))
+    graph = Graph([x], [y, table], [Node("Relu", [x], [y], name="relu")])
+    lower_precision(graph, DType.float16)
+    graph.verify()
+    assert [t.dtype for t in graph.outputs] == [DType.float32, DType.float32]
+    assert graph.outputs[1].value.dtype == torch.float32 and graph.outputs[1].value[1] == 70000.0
+
+
+def test_resize_scales_keep_float32_so_the_output_shape_does_not_change():
+    """1.1 is 1.0996 in float16: 10 x 1.1 would floor to 10 rather than 11."""
+    net = Net(opset=13)
+    x = net.input("x", [1, 2, 10, 10])
+    y = net.op("Resize", x, "", net.const([1.0, 1.0, 1.1, 1.1], name="scales"), name="resize", mode="nearest")
+    model = net.model(y)
+    for dtype in LOW:
+        graph = lowered(model, dtype)
+        assert graph.outputs[0].shape == (1, 2, 11, 11)
+        assert graph.node_by_name("resize").inputs[2].dtype == DType.float32
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 2, 10, 10)).astype(np.float32)}
+    want = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=0)) \
+        .create_execution_context().infer(feeds)["resize_out"]
+    got = braze.Builder("cpu").build(model, braze.BuilderConfig(precision="fp16")) \
+        .create_execution_context().infer(feeds)["resize_out"]
+    assert got.shape == want.shape and rel_l2(got, want) <= tolerance(DType.float16).rel_l2
+
+
+def test_a_computed_float_shape_path_keeps_float32():
+    """Scales computed at run time from a shape (as exporters write upsampling) stay float32 end to end."""
+    net = Net(opset=13)
+    x = net.input("x", [1, 2, 10, 10])
+    size = net.op("Cast", net.op("Shape", x, name="shape"), name="size_f", to=onnx.TensorProto.FLOAT)
+    scales = net.op("Div", net.const([1.0, 2.0, 11.0, 11.0], name="target"), size, name="scales")
+    y = net.op("Resize", x, "", scales, name="resize", mode="nearest")
+    model = net.model(y)
+    graph = lowered(model, DType.float16)
+    assert graph.outputs[0].shape == (1, 2, 11, 11)
+    for name in ("size_f", "scales"):
+        assert graph.node_by_name(name).outputs[0].dtype == DType.float32, name
+    assert graph.node_by_name("size_f").attrs["to"] == onnx.TensorProto.FLOAT
+
+
+def test_constant_nodes_are_narrowed_so_an_unoptimized_build_lowers():
+    """At level 0 nothing folds Constant nodes (every TorchScript export has them): their float32 values are
+    narrowed with the rest, or an op would mix float16 and float32 inputs."""
+    net = Net(opset=13)
+    x = net.input("x", [2, 3])
+    half = net.op("Constant", name="half", value_float=0.5)
+    table = net.op("Constant", name="table", value=onnx.numpy_helper.from_array(
+        np.array([1.0, np.inf, -1e38], np.float32)))
+    y = net.op("Add", net.op("Mul", x, half, name="mul"), table, name="add")
+    model = net.model(y)
+    graph = lowered(model, DType.float16)
+    assert graph.node_by_name("half").outputs[0].dtype == DType.float16
+    assert graph.node_by_name("table").attrs["value"].tolist() == [1.0, float("inf"), -65504.0]
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)}
+    want = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=0)) \
+        .create_execution_context().infer(feeds)["add_out"]
+    got = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=0, precision="fp16")) \
+        .create_execution_context().infer(feeds)["add_out"]
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    ordinary = np.abs(want) < 1e4  # -1e38 is clamped to float16's lowest by design
+    assert rel_l2(got[ordinary], want[ordinary]) <= tolerance(DType.float16).rel_l2
+
+
+@pytest.mark.parametrize("shared", ["constant", "computed"])
+def test_a_float_shared_by_a_shape_path_and_computation_is_split(shared):
+    """The shape path reads float32; the computation reads a float16 copy (a converted constant or a Cast)."""
+    net = Net(opset=13)
+    x = net.input("x", [1, 2, 10, 10])
+    factor = net.const([1.1], name="factor") if shared == "constant" else \
+        net.op("Add", net.const([0.6], name="a"), net.const([0.5], name="b"), name="factor")
+    scales = net.op("Concat", net.const([1.0, 1.0], name="ones"), factor, factor, name="scales", axis=0)
+    up = net.op("Resize", x, "", scales, name="resize", mode="nearest")
+    y = net.op("Mul", up, factor, name="scale_values")
+    model = net.model(y)
+    for dtype in LOW:
+        graph = lowered(model, dtype)
+        assert graph.outputs[0].shape == (1, 2, 11, 11)
+        assert graph.node_by_name("resize").inputs[2].dtype == DType.float32
+        mul = graph.node_by_name("scale_values")
+        assert [t.dtype for t in mul.inputs] == [dtype, dtype]
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 2, 10, 10)).astype(np.float32)}
+    for level in (0, 3):
+        want = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=0)) \
+            .create_execution_context().infer(feeds)["scale_values_out"]
+        got = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=level, precision="fp16")) \
+            .create_execution_context().infer(feeds)["scale_values_out"]
+        assert got.shape == want.shape and rel_l2(got, want) <= tolerance(DType.float16).rel_l2
+
+
+def test_an_output_listed_twice_is_cast_back_once():
+    x, y = Tensor("x", DType.float32, (4,)), Tensor("y", DType.float32, (4,))
+    graph = Graph([x], [y, y], [Node("Relu", [x], [y], name="relu")])
+    lower_precision(graph, DType.float16)
+    infer_shapes(graph)
+    graph.verify()
+    assert [n.op for n in graph.nodes] == ["Cast", "Relu", "Cast"]
+    assert graph.outputs == [y, y] and y.dtype == DType.float32 and graph.nodes[1].outputs[0].dtype == DType.float16
