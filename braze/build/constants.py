@@ -35,6 +35,9 @@ def bind_constants(graph: Graph, constants: Mapping[str, Any]) -> None:
             raise ShapeError(f"constant for input {name!r}: {given!r} is not a {t.dtype} value ({e})") from None
         if raw.dtype.kind not in "biuf" or (not t.dtype.is_floating and not np.array_equal(value, raw)):
             raise ShapeError(f"constant for input {name!r}: {given!r} is not a {t.dtype} value")
+        if t.shape is not None and all(isinstance(d, int) and d > 0 for d in t.shape) \
+                and value.size == np.prod(t.shape, dtype=np.int64):
+            value = value.reshape(t.shape)  # `--constant scales=1,1,2,2` for a [1,4] input
         if t.shape is not None and (len(t.shape) != value.ndim or any(
                 isinstance(d, int) and d > 0 and d != g for d, g in zip(t.shape, value.shape))):
             raise ShapeError(f"input {name!r} is {format_shape(t.shape)} in the model; the constant given for it "

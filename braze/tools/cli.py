@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", nargs="+", metavar="NAME:DIMS",
                    help="input shapes, e.g. input:1x3x224x224 (or input:1,3,224,224)")
+    p.add_argument("--constant", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix an input at build time, e.g. sr=16000 (an If on it folds away); a list as 1,2,3")
     p.add_argument("--device", default="cpu", help="target device: cpu or cuda[:N] (default cpu)")
     p.add_argument("--opt-level", type=non_negative_int, default=3, metavar="N",
                    help="optimization level, 0 = none (default 3)")
@@ -99,9 +101,35 @@ def build_engine(model: str, args: argparse.Namespace, log=info) -> Engine:
     level = 0 if args.no_optimize else args.opt_level
     log(f"building {model_label(model)} for {args.device}" + (f" with shapes {shapes}" if shapes else ""))
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
-    config = BuilderConfig(shapes=shapes, optimization_level=level, precision=precision, tf32=args.tf32,
+    config = BuilderConfig(shapes=shapes, constants=parse_constants(args.constant),
+                           optimization_level=level, precision=precision, tf32=args.tf32,
                            timing_cache=args.timing_cache, progress=lambda m: log(f"  {m}"))
     return builder.build(model, config)
+
+
+def parse_constants(items: Sequence[str]) -> dict[str, object]:
+    """`--constant sr=16000` -> {"sr": 16000}; `--constant scales=1,1,2,2` -> a list; true/false for booleans."""
+    constants: dict[str, object] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        example = "write NAME=VALUE, e.g. sr=16000 (a list as 1,2,3)"
+        if not name or not text:
+            raise BrazeError(f"--constant {item!r}: {example}")
+        try:
+            values = [_number(v) for v in text.split(",")]
+        except ValueError:
+            raise BrazeError(f"--constant {item!r}: {text!r} is not a number or a list of numbers; {example}") from None
+        if name in constants:
+            raise BrazeError(f"--constant {item!r}: input {name!r} is given twice")
+        constants[name] = values[0] if len(values) == 1 else values
+    return constants
+
+
+def _number(text: str) -> int | float | bool:
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return int(text) if text.lstrip("+-").isdigit() else float(text)
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -227,6 +227,27 @@ def test_a_wrong_constant_names_the_input(constants, match):
         braze.Builder("cpu").build(_rate_model(), config)
 
 
+def test_cli_constant_fixes_an_input_at_build_time(tmp_path, capsys):
+    from braze.tools.cli import main
+
+    model = _rate_model()
+    onnx.save(model, tmp_path / "rate.onnx")
+    engine_file = tmp_path / "rate.engine"
+    assert main(["build", str(tmp_path / "rate.onnx"), "-o", str(engine_file), "--shapes", "x:2x2",
+                 "--constant", "sr=8000", "--no-progress"]) == 0
+    engine = braze.Runtime().load(engine_file.read_bytes())
+    assert [t.name for t in engine.inputs] == ["x"] and "If" not in {n.op for n in engine.graph.nodes}
+    x = rand(2, 2)
+    expected = run_ort(model, {"x": x, "sr": np.array(8000)})[0]
+    assert_close(engine.create_execution_context().infer({"x": x})["y"], expected)
+    for bad, message in (("sr", "--constant 'sr': write NAME=VALUE, e.g. sr=16000"),
+                         ("sr=fast", "--constant 'sr=fast': 'fast' is not a number"),
+                         ("rate=1", "constants given for 'rate', which the model does not have as inputs")):
+        assert main(["build", str(tmp_path / "rate.onnx"), "-o", str(engine_file), "--shapes", "x:2x2",
+                     "--constant", bad, "--no-progress"]) != 0
+        assert message in capsys.readouterr().err
+
+
 VAD = Path(__file__).parents[2] / ".models" / "silero_vad.onnx"
 
 
