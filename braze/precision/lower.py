@@ -22,6 +22,15 @@ from ..ops import REGISTRY
 
 _ONNX_FLOAT = int(onnx.TensorProto.FLOAT)
 _ONNX_CODES = {DType.float16: int(onnx.TensorProto.FLOAT16), DType.bfloat16: int(onnx.TensorProto.BFLOAT16)}
+# The attribute that names an op's output type, and its default (None: the type of an input).
+_TYPE_ATTRS = {
+    "Cast": ("to", None), "EyeLike": ("dtype", None), "Bernoulli": ("dtype", None),
+    "RandomNormal": ("dtype", _ONNX_FLOAT), "RandomUniform": ("dtype", _ONNX_FLOAT),
+    "RandomNormalLike": ("dtype", None), "RandomUniformLike": ("dtype", None), "SequenceEmpty": ("dtype", _ONNX_FLOAT),
+    "HannWindow": ("output_datatype", _ONNX_FLOAT), "HammingWindow": ("output_datatype", _ONNX_FLOAT),
+    "BlackmanWindow": ("output_datatype", _ONNX_FLOAT), "MelWeightMatrix": ("output_datatype", _ONNX_FLOAT),
+    "DequantizeLinear": ("output_dtype", None),
+}
 _SHAPE_READERS = ("Shape", "Size")  # read only their input's shape: a shape path does not reach past them
 
 
@@ -116,12 +125,10 @@ def _narrow(value: torch.Tensor, dtype: DType) -> torch.Tensor:
 
 
 def _retarget(node: Node, dtype: DType) -> None:
-    """Ops that name float32 explicitly produce the low type instead."""
-    if node.op in ("Cast", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "EyeLike",
-                   "SequenceEmpty") \
-            and node.attrs.get("to", node.attrs.get("dtype")) == _ONNX_FLOAT:
-        key = "to" if "to" in node.attrs else "dtype"
-        node.attrs[key] = _ONNX_CODES[dtype]
+    """Ops that name float32 explicitly, or by default, produce the low type instead."""
+    attr = _TYPE_ATTRS.get(node.op)
+    if attr is not None and node.attrs.get(attr[0], attr[1]) == _ONNX_FLOAT:
+        node.attrs[attr[0]] = _ONNX_CODES[dtype]
     value = node.attrs.get("value")
     if node.op in ("Constant", "ConstantOfShape") and isinstance(value, torch.Tensor) and value.dtype == torch.float32:
         node.attrs["value"] = _narrow(value, dtype)

@@ -249,3 +249,28 @@ def test_an_output_listed_twice_is_cast_back_once():
     graph.verify()
     assert [n.op for n in graph.nodes] == ["Cast", "Relu", "Cast"]
     assert graph.outputs == [y, y] and y.dtype == DType.float32 and graph.nodes[1].outputs[0].dtype == DType.float16
+
+
+def _made(net: Net, op: str, x: str) -> str:
+    """A float32 tensor of shape [4] that `op` makes with its output type left at its default or named float."""
+    size = net.const(4, np.int64, name="size")
+    if op == "RandomUniform":
+        return net.op(op, name="made", shape=[4], seed=1.0)
+    if op == "RandomNormalLike":
+        return net.op(op, x, name="made", dtype=onnx.TensorProto.FLOAT, seed=1.0)
+    if op == "EyeLike":
+        square = net.op("Reshape", x, net.const([2, 2], np.int64), name="square")
+        eye = net.op(op, square, name="made", dtype=onnx.TensorProto.FLOAT)
+        return net.op("Reshape", eye, net.const([4], np.int64), name="flat")
+    return net.op(op, size, name="made")  # the windows: output_datatype defaults to float
+
+
+@pytest.mark.parametrize("op", ["RandomUniform", "RandomNormalLike", "EyeLike", "HannWindow", "BlackmanWindow"])
+def test_ops_that_make_float32_by_attribute_or_default_make_the_low_type(op):
+    net = Net(opset=17)
+    x = net.input("x", [4])
+    y = net.op("Add", x, _made(net, op, x), name="add")
+    for dtype in LOW:
+        graph = lowered(net.model(y), dtype)
+        assert graph.node_by_name("made").outputs[0].dtype == dtype
+        assert graph.outputs[0].dtype == DType.float32
