@@ -209,3 +209,12 @@ def test_trained_centerface_of_opset_9_matches_onnxruntime():
     assert len(got) == 4
     for value, want in zip(got.values(), expected):
         assert_close(value, want, rtol=1e-4, atol=1e-4)
+
+
+def test_an_op_braze_lacks_at_every_opset_is_reported_without_converting(caplog):
+    model = old_model(9, [node("Multinomial", ["x2d"], sample_size=2)], (("x2d", [2, 3]),),
+                      outputs={"y": (onnx.TensorProto.INT32, [2, 2])})
+    with caplog.at_level(logging.INFO, logger="braze.frontends.onnx.opsets"):
+        with pytest.raises(UnsupportedError, match="Multinomial"):
+            braze.parse_onnx(model)
+    assert not caplog.text

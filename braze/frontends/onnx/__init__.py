@@ -1,7 +1,8 @@
 """The ONNX frontend: a model file, bytes or ModelProto becomes a braze Graph.
 
-Opsets 11 to the newest the installed `onnx` knows are supported; initializers and external
-data are read; graph inputs keep their symbolic dims until the builder is given shapes.
+Opsets 11 to the newest the installed `onnx` knows are supported, older ones converted where they use op
+versions braze lacks (opsets.py); initializers and external data are read; graph inputs keep their
+symbolic dims until the builder is given shapes.
 """
 
 from __future__ import annotations
