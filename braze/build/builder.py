@@ -54,6 +54,12 @@ class Builder:
         """Build an engine from a Graph, a Network, or anything `parse_onnx` takes."""
         config = config or BuilderConfig()
         say = reporter(config.progress)
+        precision = _PRECISIONS.get(config.precision)  # NOTE: the config is checked before any long work
+        if precision is None:
+            raise BrazeError(f"precision {config.precision!r}: choose one of {', '.join(_PRECISIONS)}")
+        level = config.optimization_level
+        if not isinstance(level, int) or isinstance(level, bool) or level < 0:
+            raise BrazeError(f"optimization_level {level!r}: an integer, 0 (the graph as parsed) or more")
         started = time.perf_counter()
         graph = _as_graph(model, say)
         source_nodes = len(graph.nodes)
@@ -72,9 +78,6 @@ class Builder:
             say(f"optimized: {source_nodes} nodes -> {len(graph.nodes)} layers "
                 f"({sum(passes.fired.values())} rewrites)")
 
-        precision = _PRECISIONS.get(config.precision)
-        if precision is None:
-            raise BrazeError(f"precision {config.precision!r}: choose one of {', '.join(_PRECISIONS)}")
         if precision is not DType.float32:
             lower_precision(graph, precision)
             infer_shapes(graph)

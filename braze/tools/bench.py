@@ -9,14 +9,13 @@ graph replay and the host-to-device and device-to-host copy times, each with CUD
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any, Callable
 
 import torch
 
 from ..engine import Engine
-from .common import info, info_to_stderr, non_negative_float, random_inputs
+from .common import info, info_to_stderr, non_negative_float, random_inputs, to_json
 from .inspect import layer_label
 from .timing import LatencyStats, stats_of
 
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace, load_or_build) -> int:
     log(f"timing {measurements}: {args.warmup:g} s of warm-up and {args.duration:g} s each")
     result = benchmark(engine, warmup=args.warmup, duration=args.duration, profile=args.profile)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(to_json(result))
         return 0
     for line in format_result(result):
         info(line)

@@ -15,7 +15,6 @@ before the long work. Long loops show a live count on stderr where it is a termi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -33,7 +32,7 @@ from ..progress import Counter
 from . import bench, conformance, demo
 from .common import (default_shapes, error, human_bytes, info, info_to_stderr, is_engine_source, load_array,
                      load_engine, model_label, non_negative_int, output_dir, parse_shapes, positive_int, random_inputs,
-                     writable_file)
+                     to_json, writable_file)
 from .inspect import describe_engine, describe_graph, format_engine, format_graph_summary
 from .timing import measure
 
@@ -49,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.register(sub)
     conformance.register(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "model", None) == "":
+        parser.error(f"{args.command}: the model argument is empty; give an engine file, an ONNX file or zoo:NAME")
     try:
         return int(args.func(args) or 0)
     except BrazeError as e:
@@ -155,7 +156,7 @@ def _register_run(sub) -> None:
     p.add_argument("--save-outputs", metavar="DIR", help="write each output to DIR/NAME.npy")
     p.add_argument("--iterations", type=positive_int, default=10, help="timed runs (default 10)")
     p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_build_options(p)
     p.set_defaults(func=_run)
@@ -192,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
                                  ) from None
     summary = {name: _stats(value) for name, value in outputs.items()}
     if args.json:
-        print(json.dumps({"latency_ms": stats.as_dict(), "outputs": summary}, indent=2))
+        print(to_json({"latency_ms": stats.as_dict(), "outputs": summary}))
         return 0
     info(f"inference on {engine.target}: {stats.summary()}")
     for name, s in summary.items():
@@ -229,12 +230,12 @@ def _inspect(args: argparse.Namespace) -> int:
     path = Path(args.model)
     if is_engine_source(args.model):
         desc = describe_engine(load_engine(path), size_bytes=path.stat().st_size)
-        print(json.dumps(desc, indent=2) if args.json else format_engine(desc, f"Engine: {path.name}"))
+        print(to_json(desc) if args.json else format_engine(desc, f"Engine: {path.name}"))
         return 0
     from ..frontends.onnx import parse_onnx
 
     desc = describe_graph(parse_onnx(args.model))
-    print(json.dumps(desc, indent=2) if args.json else format_graph_summary(desc, model_label(args.model)))
+    print(to_json(desc) if args.json else format_graph_summary(desc, model_label(args.model)))
     return 0
 
 

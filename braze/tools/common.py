@@ -4,6 +4,8 @@ input files and random inputs. Every check here runs before the long work (a bui
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import tempfile
@@ -30,6 +32,20 @@ def info_to_stderr(msg: str) -> None:
 
 def error(msg: str) -> None:
     print(f"[E] {msg}", file=sys.stderr, flush=True)
+
+
+def to_json(value: object) -> str:
+    """`value` as standard JSON: a NaN or infinity (an output's mean, say) becomes null, as JSON has neither."""
+    def clean(v: object) -> object:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=2, allow_nan=False)
 
 
 def positive_int(text: str) -> int:

@@ -134,6 +134,8 @@ def test_save_outputs_is_checked_before_running(engine_path, tmp_path, capsys, m
     (["bench", "m.engine", "--warmup", "nan"], "argument --warmup: nan is not allowed"),
     (["demo", "--batch", "0"], "argument --batch: 0 is not allowed"),
     (["demo", "--iterations", "0"], "argument --iterations: 0 is not allowed"),
+    (["run", "m.engine", "--seed", "-1"], "argument --seed: -1 is not allowed"),
+    (["run", ""], "the model argument is empty"),
 ])
 def test_numbers_out_of_range_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit:
@@ -218,6 +220,27 @@ def test_builder_refuses_an_unknown_device_by_name():
     with pytest.raises(BrazeError, match="'gpu': the device must be 'cpu' or 'cuda' \\(or 'cuda:N'") as info:
         braze.Builder("gpu")
     assert "xla" not in str(info.value)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"precision": "int8"}, "precision 'int8': choose one of fp32, fp16, bf16"),
+    ({"optimization_level": -1}, "optimization_level -1: an integer, 0"),
+])
+def test_builder_checks_its_config_before_reading_the_model(config, message, monkeypatch):
+    import braze
+    import braze.frontends.onnx as frontend
+    from braze.errors import BrazeError
+
+    monkeypatch.setattr(frontend, "parse_onnx", lambda *a, **k: pytest.fail("read the model first"))
+    with pytest.raises(BrazeError, match=message):
+        braze.Builder("cpu").build("model.onnx", braze.BuilderConfig(**config))
+
+
+def test_json_output_is_standard_json_with_nan_outputs(engine_path, tmp_path, capsys):
+    np.save(tmp_path / "nan.npy", np.full((1, 3, 16, 16), np.nan, np.float32))
+    assert main(["run", str(engine_path), "--input", f"x={tmp_path / 'nan.npy'}", "--iterations", "1", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out and json.loads(out)["outputs"]["y"]["mean"] is None
 
 
 def test_run_shows_a_live_count_on_a_terminal_and_nothing_in_a_pipe(engine_path, capsys, monkeypatch):
