@@ -20,7 +20,7 @@ from ..engine import LayerChoice
 from ..errors import UnsupportedError
 from ..ir import Graph, Node, subgraphs
 from ..kernels import tactics_for
-from ..kernels.tactic import Tactic
+from ..kernels.tactic import Tactic, detached_from
 from ..ops import REGISTRY
 from ..ops.opdef import input_dtypes
 from ..ops.subgraph import has_random
@@ -33,14 +33,16 @@ Progress = Callable[[str], None]
 Timer = Callable[..., float]
 
 
-def choose_tactics(graph: Graph, target: Target, level: int, say: Progress,
-                   cache: TimingCache | None = None, timer: Timer = time_kernel) -> dict[str, LayerChoice]:
+def choose_tactics(graph: Graph, target: Target, level: int, say: Progress, cache: TimingCache | None = None,
+                   timer: Timer = time_kernel, tune: bool | None = None) -> dict[str, LayerChoice]:
+    """A tactic and configuration per layer; timed candidates where `tune` (by default: on CUDA) and level > 0."""
     candidates = tactics_for(target)
     missing = [n for n in graph.nodes if not any(t.supports(n, target) for t in candidates)]
     if missing:
         listing = ", ".join(f"{n.name!r} ({n.op})" for n in missing[:5])
         raise UnsupportedError(f"no {target.kind} tactic can run {len(missing)} layer(s): {listing}")
-    tuner = _Tuner(target, level, say, cache, timer) if target.is_cuda and level > 0 else None
+    tune = target.is_cuda if tune is None else tune
+    tuner = _Tuner(target, level, say, cache, timer) if tune and level > 0 else None
     chosen: dict[str, LayerChoice] = {}
     for index, node in enumerate(graph.nodes):
         options = [(t, c) for t in candidates if t.supports(node, target) for c in t.configs(node, target, level)]
@@ -136,7 +138,7 @@ def _reference(node: Node, inputs: list[torch.Tensor | None]) -> list[torch.Tens
         opdef = REGISTRY.for_node(node)
         if opdef.random or has_random(list(subgraphs(node))):
             return None
-        results = opdef.run(list(inputs), node.attrs, len(node.outputs), input_dtypes(node))
+        results = detached_from(opdef.run(list(inputs), node.attrs, len(node.outputs), input_dtypes(node)), inputs)
         _synchronize(next((x.device for x in inputs if x is not None), torch.device("cpu")))
     except Exception:  # NOTE: e.g. a reference that runs only on the CPU; the candidates still run it
         return None

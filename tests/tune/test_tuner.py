@@ -6,7 +6,6 @@ to the earlier candidate, and a rebuild with the timing cache takes the cached d
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
@@ -21,16 +20,7 @@ from braze.kernels.tactic import TacticBase
 from braze.tune import TimingCache, layer_key
 
 
-@dataclass(frozen=True)
-class TuningCpu(Target):
-    """A CPU target that claims tuning, as a CUDA target does, so the tuner runs here on CPU tensors."""
-
-    @property
-    def is_cuda(self) -> bool:
-        return True
-
-
-TARGET = TuningCpu(torch.device("cpu"))
+TARGET = Target.parse("cpu")
 DEVICE = {"kind": "cuda", "name": "Fake GPU", "compute_capability": "9.0", "cuda": "13.0", "cudnn": 91000,
           "torch": "2.11.0", "triton": "3.6.0"}
 
@@ -112,7 +102,7 @@ def relu_graph(n: int = 1) -> Graph:
 def choose(graph: Graph, candidates: list[Fake], clock: Clock, monkeypatch, cache: TimingCache | None = None,
            level: int = 3, say: Callable[[str], None] | None = None):
     monkeypatch.setattr(tactics_module, "tactics_for", lambda target: candidates)
-    return choose_tactics(graph, TARGET, level, say or (lambda msg: None), cache, timer=clock)
+    return choose_tactics(graph, TARGET, level, say or (lambda msg: None), cache, timer=clock, tune=True)
 
 
 def test_the_fastest_candidate_and_configuration_wins(monkeypatch):
@@ -128,7 +118,7 @@ def test_without_tuning_the_first_supporting_candidate_is_taken_untimed(monkeypa
     candidates = [Fake("x", clock, supports=False), Fake("a", clock), Fake("b", clock)]
     assert choose(relu_graph(), candidates, clock, monkeypatch, level=0)["relu0"].tactic == "a"
     monkeypatch.setattr(tactics_module, "tactics_for", lambda target: candidates)
-    cpu = choose_tactics(relu_graph(), Target.parse("cpu"), 3, lambda msg: None, None, timer=clock)
+    cpu = choose_tactics(relu_graph(), TARGET, 3, lambda msg: None, None, timer=clock)  # the CPU is not tuned
     assert cpu["relu0"].tactic == "a" and clock.calls == []
 
 
@@ -250,3 +240,26 @@ def test_a_layer_that_draws_random_numbers_is_still_tuned(monkeypatch):
     clock = Clock({("a", key({})): 2.0, ("b", key({})): 1.0})
     a, b = Fake("a", clock, how="random"), Fake("b", clock, how="random")
     assert choose(graph, [a, b], clock, monkeypatch)["noise"].tactic == "a"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_cpu_tactics_all_agree_with_the_reference_when_tuned(monkeypatch, precision):
+    """The real CPU candidates (oneDNN with prepared weights, views, reference) pass the tuner's check on an
+    optimized graph; with equal times each layer keeps the first candidate, as an untuned build does."""
+    import braze
+    from tests.conftest import tiny_cnn
+
+    engine = braze.Builder("cpu").build(tiny_cnn(), braze.BuilderConfig(precision=precision))
+    said: list[str] = []
+    timed: list[int] = []
+
+    def same_time(run, device, *, flush=None):
+        run()
+        timed.append(1)
+        return 1.0
+
+    chosen = choose_tactics(engine.graph, TARGET, 3, said.append, None, timer=same_time, tune=True)
+    assert {n: (c.tactic, c.config) for n, c in chosen.items()} == \
+        {n: (c.tactic, c.config) for n, c in engine.plan.layers.items()}
+    assert not [line for line in said if "failed" in line or "disagrees" in line], said
+    assert timed
