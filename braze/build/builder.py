@@ -27,6 +27,7 @@ from ..passes.pipeline import PassContext, optimize
 from ..precision import lower_precision
 from ..progress import Progress, ProgressSetting, reporter
 from ..tune import TimingCache
+from .checks import check_declared, check_memory, declared_types
 from .constants import bind_constants
 from .memory import plan_memory
 from .tactics import choose_tactics
@@ -67,9 +68,12 @@ class Builder:
 
         bind_constants(graph, config.constants)
         bind_shapes(graph, config.shapes)
+        declared = declared_types(graph)
         infer_shapes(graph)
+        check_declared(graph, declared)
         graph.cleanup()
         graph.verify()
+        check_memory(graph, self.target)
 
         passes = PassContext(level=config.optimization_level, target=self.target.kind, precision=config.precision,
                              dump_dir=Path(config.dump_dir) if config.dump_dir else None)
@@ -94,6 +98,7 @@ class Builder:
         memory = plan_memory(graph, alignment=256 if self.target.is_cuda else 64, view_layers=views,
                              allocating_layers=allocating)
         say(f"memory plan: {memory.arena_size / 2**20:.2f} MiB of activations")
+        check_memory(graph, self.target, memory.arena_size)
         plan = Plan(graph, layers, memory, self.target.signature(), build={
             "source_nodes": source_nodes,
             "layers": len(graph.nodes),

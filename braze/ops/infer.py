@@ -84,6 +84,10 @@ def infer_node(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) ->
         raise ShapeError(f"{describe_node(node)}: the op gives {len(results)} outputs, the node asks for {n_out}")
     if not opdef.wants_dtypes:
         _refuse_emulated(node, [r.dtype for r in results[:n_out]])
+    for t, r in zip(node.outputs, results):
+        if r.shape is not None and any(isinstance(d, int) and d < 0 for d in r.shape):
+            raise ShapeError(f"{describe_node(node)}: output {t.name!r} comes out with a negative dim "
+                             f"{list(r.shape)}")
     return results[:n_out]
 
 

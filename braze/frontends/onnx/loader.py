@@ -8,20 +8,25 @@ from pathlib import Path
 from typing import Iterator
 
 import onnx
+import onnx.shape_inference
 from onnx import inliner
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 
 from ...errors import ModelError
 
 ModelSource = str | os.PathLike | bytes | bytearray | onnx.ModelProto
 
 ZOO_PREFIX = "zoo:"
+NOT_AN_ELEMENT_TYPE = "which is not an ONNX element type (a TensorProto.DataType code)"
 
 
 def load_model(source: ModelSource, base_dir: str | os.PathLike | None = None) -> tuple[onnx.ModelProto, str]:
     """Return the ModelProto (external data loaded) and a short description of where it came from."""
     if isinstance(source, onnx.ModelProto):
         model, where = source, "model"
+        check_text(model, where)
+        check_declarations(model, where)
         if base_dir is not None:
             _load_external(model, Path(base_dir), where)
         return model, where
@@ -44,6 +49,23 @@ def load_model(source: ModelSource, base_dir: str | os.PathLike | None = None) -
     return model, str(path)
 
 
+def check_text(message: Message, where: str, path: str = "") -> None:
+    """Refuse a string field that is not UTF-8, as ONNX requires them to be: protobuf hands such a field back as
+    bytes, which would reach onnx's own functions and braze's messages as the wrong type."""
+    for field, value in message.ListFields():
+        if field.type not in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE):
+            continue
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        values = value if repeated else [value]
+        for i, item in enumerate(values):
+            at = f"{path}.{field.name}" + (f"[{i}]" if repeated else "")
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                check_text(item, where, at)
+            elif isinstance(item, bytes):
+                raise ModelError(f"{where}: {at.lstrip('.')} is not valid UTF-8 text ({item[:40]!r}); "
+                                 "ONNX strings (names, op types, domains) must be UTF-8")
+
+
 def _decode(data: bytes, where: str) -> onnx.ModelProto:
     if not data:
         raise ModelError(f"{where}: empty input, not an ONNX model")
@@ -55,18 +77,196 @@ def _decode(data: bytes, where: str) -> onnx.ModelProto:
                          "is the file truncated, or of another format?") from None
     if not model.HasField("graph"):
         raise ModelError(f"{where} is not an ONNX model: it parses as protobuf but holds no graph")
+    check_text(model, where)
+    check_declarations(model, where)
     return model
 
 
 def _load_external(model: onnx.ModelProto, base_dir: Path, where: str) -> None:
     from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
-    if not any(uses_external_data(t) for g in all_graphs(model.graph) for t in g.initializer):
+    external = [t for t in _all_tensors(model) if uses_external_data(t)]
+    if not external:
         return
+    for tensor in external:
+        _check_external(tensor, base_dir, where)
     try:
         load_external_data_for_model(model, str(base_dir))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, onnx.checker.ValidationError) as e:
         raise ModelError(f"{where}: could not read the external data of its weights from {base_dir}: {e}") from None
+
+
+def _check_external(tensor: onnx.TensorProto, base_dir: Path, where: str) -> None:
+    """An external data file must be a regular file inside the model's folder (no absolute path, no `..` out of
+    it, no symbolic link), and hold the bytes the tensor's offset and length name."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    what = f"{where}: tensor {tensor.name!r} keeps its data in external file {location!r}"
+    if not location:
+        raise ModelError(f"{what}, but names no location")
+    if Path(location).is_absolute() or os.path.isabs(location):
+        raise ModelError(f"{what}, an absolute path: braze reads external data only from the model's folder "
+                         f"{base_dir}, by a relative path")
+    path = base_dir / location
+    if path.is_symlink():
+        raise ModelError(f"{what}, a symbolic link: braze reads external data only from regular files in the "
+                         f"model's folder {base_dir}")
+    if ".." in Path(location).parts or not path.resolve().is_relative_to(base_dir.resolve()):
+        raise ModelError(f"{what}, which leaves the model's folder {base_dir}: braze reads external data only "
+                         "from inside it")
+    if not path.exists():
+        raise ModelError(f"{what}, which does not exist in {base_dir}")
+    if not path.is_file():
+        raise ModelError(f"{what}, which is not a regular file")
+    try:
+        offset, length = int(info.get("offset", 0)), int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise ModelError(f"{what} at offset {info.get('offset')!r}, length {info.get('length')!r}: "
+                         "those are not integers") from None
+    size = path.stat().st_size
+    if offset < 0 or (length is not None and length < 0) or offset + (length or 0) > size:
+        raise ModelError(f"{what} at offset {offset}, length {length}, past the end of the file ({size} bytes)")
+
+
+def _all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Initializers and tensor attributes of every graph of the model."""
+    for graph in all_graphs(model.graph):
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    yield attr.t
+                elif attr.type == onnx.AttributeProto.TENSORS:
+                    yield from attr.tensors
+
+
+def check_types(model: onnx.ModelProto, where: str) -> None:
+    """Run ONNX shape inference strictly, as onnx's full checker and onnxruntime's loader do: a model whose
+    declared types or shapes contradict its ops, or whose ops' inputs do not fit them, fails."""
+    try:
+        onnx.shape_inference.infer_shapes(_dynamic_dims_unset(model), check_type=True, strict_mode=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
+        first = str(e).strip().splitlines()
+        found = _contradiction(model)
+        if not found and _left_to_braze(str(e)):
+            return
+        raise ModelError(f"{where}: {found}" if found else
+                         f"{where} fails ONNX type checking: {first[0] if first else e}") from None
+    except ValueError as e:  # models over 2 GB cannot be inferred in memory
+        if "2GB" not in str(e) and "2 GB" not in str(e):
+            raise ModelError(f"{where} fails ONNX type checking: {e}") from None
+
+
+def _left_to_braze(message: str) -> bool:
+    """Strict inference errors that braze's own shape inference judges, with its own message: an op given or
+    asked for a type it does not take (braze names the type: UnsupportedError), and errors inside a function op's
+    expansion, which are onnx's own (MeanVarianceNormalization's body fails strict inference)."""
+    return ("unsupported type" in message or "does not specify a valid type" in message
+            or message.count("Inference error(s)") > 1)
+
+
+def _dynamic_dims_unset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, or a copy of it where the dims some exporters write for a dynamic one are unset: -1 anywhere,
+    0 on a graph input. ONNX's inference would take them for sizes."""
+    def dynamic(kind: str, dim: onnx.TensorShapeProto.Dimension) -> bool:
+        return dim.HasField("dim_value") and (dim.dim_value == -1 or (kind == "input" and dim.dim_value == 0))
+
+    def dims(m: onnx.ModelProto) -> Iterator[onnx.TensorShapeProto.Dimension]:
+        g = m.graph
+        for kind, values in (("input", g.input), ("output", g.output), ("value", g.value_info)):
+            yield from (d for vi in values for d in vi.type.tensor_type.shape.dim if dynamic(kind, d))
+
+    if not any(True for _ in dims(model)):
+        return model
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    for d in list(dims(bare)):
+        d.Clear()
+    return bare
+
+
+def _contradiction(model: onnx.ModelProto) -> str | None:
+    """Which declared output or value_info of the main graph disagrees with what ONNX infers for it, said by
+    name and type (onnx's own message gives element type numbers and the node only); None if none does."""
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    declared = {vi.name: ("graph output", vi.type.tensor_type) for vi in model.graph.output}
+    declared.update({vi.name: ("value", vi.type.tensor_type) for vi in model.graph.value_info})
+    del bare.graph.value_info[:]
+    for vi in bare.graph.output:
+        vi.type.tensor_type.elem_type = onnx.TensorProto.UNDEFINED
+        vi.type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(bare)
+    except Exception:  # noqa: BLE001 -- no better message then
+        return None
+    producers = {name: node for node in model.graph.node for name in node.output}
+    for vi in (*inferred.graph.value_info, *inferred.graph.output):
+        if vi.name not in declared or vi.name not in producers or not vi.type.HasField("tensor_type"):
+            continue
+        kind, want = declared[vi.name]
+        got = vi.type.tensor_type
+        node = producers[vi.name]
+        what = f"{kind} {vi.name!r} is declared {{}} in the model, but node {node.name!r} ({node.op_type}) makes {{}}"
+        if want.elem_type and got.elem_type and want.elem_type != got.elem_type:
+            return what.format(elem_name(want.elem_type), elem_name(got.elem_type))
+        if not want.HasField("shape") or not got.HasField("shape"):
+            continue
+        dims = [[d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] for t in (want, got)]
+        if len(dims[0]) != len(dims[1]) or any((a or 0) > 0 and (b or 0) > 0 and a != b for a, b in zip(*dims)):
+            return what.format(*("[" + ",".join("?" if d is None else str(d) for d in ds) + "]" for ds in dims))
+    return None
+
+
+def is_element_type(elem_type: int) -> bool:
+    """Whether `elem_type` is one of ONNX's TensorProto.DataType codes (UNDEFINED included)."""
+    return elem_type in onnx.TensorProto.DataType.values()
+
+
+def elem_name(elem_type: int) -> str:
+    """`float32`, `int64`, `?` for none, `<element type 55>` for a code ONNX does not define."""
+    if elem_type == onnx.TensorProto.UNDEFINED:
+        return "?"
+    if not is_element_type(elem_type):
+        return f"<element type {elem_type}>"
+    name = onnx.TensorProto.DataType.Name(elem_type).lower()
+    return {"float": "float32", "double": "float64"}.get(name, name)
+
+
+def check_declarations(model: onnx.ModelProto, where: str) -> None:
+    """Refuse element types ONNX does not define and negative dims (but -1, some exporters' dynamic dim) in every
+    declared value and tensor, by name, before anything reads them."""
+    for graph in all_graphs(model.graph):
+        inside = "" if graph is model.graph else f" of graph {graph.name!r}"
+        for kind, values in (("input", graph.input), ("graph output", graph.output), ("value", graph.value_info)):
+            for vi in values:
+                _check_type(vi.type, f"{where}: {kind} {vi.name!r}{inside}")
+        for tensor in graph.initializer:
+            _check_tensor(tensor, f"{where}: initializer {tensor.name!r}{inside}")
+        for node in graph.node:
+            for attr in node.attribute:
+                for tensor in (attr.t,) if attr.type == onnx.AttributeProto.TENSOR else attr.tensors:
+                    _check_tensor(tensor, f"{where}: node {node.name or node.op_type!r} attribute {attr.name!r}")
+
+
+def _check_type(tp: onnx.TypeProto, what: str) -> None:
+    which = tp.WhichOneof("value")
+    if which in ("sequence_type", "optional_type"):
+        _check_type(getattr(tp, which).elem_type, what)
+    elif which == "tensor_type":
+        if not is_element_type(tp.tensor_type.elem_type):
+            raise ModelError(f"{what} has element type {tp.tensor_type.elem_type}, {NOT_AN_ELEMENT_TYPE}")
+        for i, d in enumerate(tp.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value < -1:
+                raise ModelError(f"{what} declares dim {i} as {d.dim_value}; a dim is a size >= 0, a symbolic "
+                                 "name, or left unset")
+
+
+def _check_tensor(tensor: onnx.TensorProto, what: str) -> None:
+    if not is_element_type(tensor.data_type):
+        raise ModelError(f"{what} has element type {tensor.data_type}, {NOT_AN_ELEMENT_TYPE}")
+    if any(d < 0 for d in tensor.dims):
+        raise ModelError(f"{what} has dims {list(tensor.dims)}; a tensor's dims are sizes >= 0")
 
 
 def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:

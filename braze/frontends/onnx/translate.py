@@ -213,7 +213,7 @@ class Translator:
         dims: list[int | str | None] = []
         for d in tt.shape.dim:
             if d.HasField("dim_value"):
-                dims.append(int(d.dim_value))
+                dims.append(None if d.dim_value == -1 else int(d.dim_value))  # NOTE: other negatives refused on load
             elif d.HasField("dim_param"):
                 dims.append(d.dim_param)
             else:

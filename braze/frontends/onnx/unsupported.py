@@ -24,13 +24,14 @@ import onnx.shape_inference
 
 from ...errors import UnsupportedError
 from ...ops import REGISTRY
-from .loader import all_graphs
+from .loader import all_graphs, elem_name
 
 ONNX_DOMAINS = ("", "ai.onnx")
 DETAILED_NODES = 10  # per op type, nodes listed with their inputs' types; the rest by name only
 
 STRING_OPS = frozenset({"StringNormalizer", "StringConcat", "StringSplit", "RegexFullMatch", "Tokenizer"})
 TRAINING_DOMAIN = "ai.onnx.preview.training"
+ML_DOMAIN = "ai.onnx.ml"
 ORT_QUANTIZED = frozenset({"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearSigmoid",
                            "QLinearLeakyRelu", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat",
                            "QLinearSoftmax", "QGemm", "QAttention", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM",
@@ -63,7 +64,14 @@ def find_unsupported(model: onnx.ModelProto, opsets: dict[str, int], where: str 
             lines.append(f"    and {len(rest)} more: " + ", ".join(repr(_name(n)) for n in rest))
     total = sum(len(nodes) for nodes in missing.values())
     raise UnsupportedError(f"{where} uses {len(missing)} op type(s) braze does not support ({total} node(s), "
-                           f"opset {opsets.get('', '?')}):\n" + "\n".join(lines))
+                           f"{_opsets(opsets)}):\n" + "\n".join(lines))
+
+
+def _opsets(opsets: dict[str, int]) -> str:
+    """`opset 17`; for a model without the default domain, the domains it imports: `ai.onnx.ml opset 3`."""
+    if "" in opsets:
+        return f"opset {opsets['']}"
+    return ", ".join(["no ai.onnx opset"] + [f"{d} opset {v}" for d, v in sorted(opsets.items())])
 
 
 def declared_types(model: onnx.ModelProto) -> dict[str, str]:
@@ -75,12 +83,12 @@ def declared_types(model: onnx.ModelProto) -> dict[str, str]:
             if vi.type.WhichOneof("value"):
                 types[vi.name] = _type(vi.type)
         for init in graph.initializer:
-            types[init.name] = f"{_elem(init.data_type)}[{','.join(map(str, init.dims))}] (initializer)"
+            types[init.name] = f"{elem_name(init.data_type)}[{','.join(map(str, init.dims))}] (initializer)"
         for node in graph.node:
             value = next((a.t for a in node.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR),
                          None)
             if node.op_type == "Constant" and value is not None and node.output:
-                types[node.output[0]] = f"{_elem(value.data_type)}[{','.join(map(str, value.dims))}] (constant)"
+                types[node.output[0]] = f"{elem_name(value.data_type)}[{','.join(map(str, value.dims))}] (constant)"
             for attr in node.attribute:
                 for g in (attr.g,) if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
                     visit(g)
@@ -103,9 +111,9 @@ def _type(tp: onnx.TypeProto) -> str:
     if which == "tensor_type":
         tt = tp.tensor_type
         if not tt.HasField("shape"):
-            return _elem(tt.elem_type)
+            return elem_name(tt.elem_type)
         dims = [str(d.dim_value) if d.HasField("dim_value") else _dim_param(d.dim_param) for d in tt.shape.dim]
-        return f"{_elem(tt.elem_type)}[{','.join(dims)}]"
+        return f"{elem_name(tt.elem_type)}[{','.join(dims)}]"
     if which == "sequence_type":
         return f"sequence of {_type(tp.sequence_type.elem_type)}"
     if which == "optional_type":
@@ -116,13 +124,6 @@ def _type(tp: onnx.TypeProto) -> str:
 def _dim_param(name: str) -> str:
     """A symbolic dim by its name; `?` for none, or for the `unk__N` names shape inference makes up."""
     return "?" if not name or name.startswith("unk__") else name
-
-
-def _elem(elem_type: int) -> str:
-    if elem_type == onnx.TensorProto.UNDEFINED:
-        return "?"
-    name = onnx.TensorProto.DataType.Name(elem_type).lower()
-    return {"float": "float32", "double": "float64"}.get(name, name)
 
 
 def _name(node: onnx.NodeProto) -> str:
@@ -159,6 +160,10 @@ def _hint(domain: str, op_type: str, opsets: dict[str, int], nodes: list[onnx.No
         return ("a PyTorch op the TorchScript exporter had no ONNX translation for, kept as ATen "
                 "(operator_export_type=ONNX_ATEN_FALLBACK): export with dynamo=True, which translates more ops, or "
                 "replace the op in the model before exporting")
+    if domain == ML_DOMAIN:
+        return (f"an op of ONNX's ML domain ({ML_DOMAIN}, opset {opsets[domain]}): classical machine learning "
+                "(trees, linear models, encoders, ...), which braze does not implement; run this part of the model "
+                "with onnxruntime")
     if domain:
         return f"custom domain {domain!r}: export with standard ONNX ops instead" + _standard(op_type)
     opset = opsets.get("", 0)

@@ -1,0 +1,93 @@
+"""Checks the builder makes before it spends work on a model: the model's own declarations against what its
+ops make, and the memory an engine would need against what the target device has."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import torch
+
+from ..device import Target
+from ..errors import BrazeError, ModelError
+from ..ir import DType, Graph, Node, Tensor, format_shape, subgraphs
+
+# id(tensor) -> (tensor, the node that makes it, declared dtype, declared shape)
+Declared = dict[int, tuple[Tensor, Node, DType | None, tuple | None]]
+
+
+def declared_types(graph: Graph) -> Declared:
+    """The types a model declares for its node outputs (ONNX outputs and value_info), taken before shape
+    inference replaces them with what the ops make."""
+    found: Declared = {}
+    for g in _graphs(graph):
+        for node in g.nodes:
+            for t in node.outputs:
+                if t.dtype is not None or t.shape is not None:
+                    found[id(t)] = (t, node, t.dtype, t.shape)
+    return found
+
+
+def check_declared(graph: Graph, declared: Declared) -> None:
+    """Refuse a declared dtype, rank or static dim that disagrees with what inference found: onnxruntime and
+    onnx's full checker refuse such models, and building one would silently change the declared type."""
+    outputs = {id(t) for t in graph.outputs}
+    for key, (t, node, dtype, shape) in declared.items():
+        what = (f"{'graph output' if key in outputs else 'value'} {t.name!r}, made by node {node.name!r} "
+                f"({node.op}),")
+        if dtype is not None and t.dtype is not None and dtype != t.dtype:
+            raise ModelError(f"{what} is declared {dtype} in the model, but the op makes {t.dtype}; "
+                             "fix the declaration (or add a Cast)")
+        if shape is None or t.shape is None or not t.is_tensor:
+            continue
+        if len(shape) != len(t.shape):
+            raise ModelError(f"{what} is declared of rank {len(shape)} {format_shape(shape)} in the model, but "
+                             f"the op makes rank {len(t.shape)} {format_shape(t.shape)}")
+        # NOTE: a declared 0 is not compared: some exporters write it for a dynamic dim
+        clash = [i for i, (d, e) in enumerate(zip(shape, t.shape))
+                 if isinstance(d, int) and d > 0 and isinstance(e, int) and d != e]
+        if clash:
+            raise ModelError(f"{what} is declared {format_shape(shape)} in the model, but the op makes "
+                             f"{format_shape(t.shape)} (dim {clash[0]} differs)")
+
+
+def _graphs(graph: Graph) -> Iterator[Graph]:
+    yield graph
+    for node in graph.nodes:
+        for sub in subgraphs(node):
+            yield from _graphs(sub)
+
+
+def device_memory(target: Target) -> int:
+    """Bytes of memory the target has: the GPU's, or the host's physical memory for the CPU."""
+    if target.is_cuda:
+        return torch.cuda.get_device_properties(target.device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(graph: Graph, target: Target, arena_size: int | None = None) -> None:
+    """Refuse an engine whose weights and activations cannot fit the target's memory. Before the memory plan
+    (`arena_size` None), the weights and the largest activation must fit; after it, weights and the arena."""
+    have = device_memory(target)
+    constants = {id(t): t for t in graph.constants() if t.is_static}
+    weights = sum(t.nbytes for t in constants.values())
+    if arena_size is None:
+        activations = [t for t in graph.tensors().values() if t.is_static and id(t) not in constants]
+        largest = max(activations, key=lambda t: t.nbytes, default=None)
+        if largest is None or weights + largest.nbytes <= have:
+            return
+        need = (f"its tensor {largest.name!r} {largest.type_str()} alone needs {_size(largest.nbytes)}"
+                + (f", beside {_size(weights)} of weights" if weights else ""))
+    elif weights + arena_size <= have:
+        return
+    else:
+        need = f"it needs {_size(arena_size)} of activations and {_size(weights)} of weights"
+    raise BrazeError(f"the engine cannot fit {target}: {need}, and the device has {_size(have)}; check the "
+                     "model's declared dims and the shapes given for its inputs")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
