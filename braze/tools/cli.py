@@ -174,6 +174,8 @@ def _run(args: argparse.Namespace) -> int:
         name, sep, file = item.partition("=")
         if not sep or not name:
             raise BrazeError(f"--input {item!r}: expected NAME=FILE.npy")
+        if name in given:
+            raise BrazeError(f"--input {item!r}: input {name!r} is given twice")
         given[name] = load_array(name, file)
     out_dir = output_dir(args.save_outputs, "--save-outputs") if args.save_outputs else None
     log = info_to_stderr if args.json else info

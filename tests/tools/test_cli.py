@@ -175,6 +175,9 @@ def test_input_files_that_are_not_arrays(engine_path, tmp_path, capsys, monkeypa
     np.savez(several, a=np.zeros(2), b=np.zeros(3))
     _fails(["run", engine_path, "--input", f"x={several}"], capsys, "holds 2 arrays (a, b) and none named 'x'")
     _fails(["run", engine_path, "--input", f"x={tmp_path}"], capsys, "cannot read")
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 16, 16), np.float32))
+    _fails(["run", engine_path, "--input", f"x={tmp_path / 'x.npy'}", "--input", f"x={tmp_path / 'x.npy'}"], capsys,
+           "input 'x' is given twice")
 
 
 def test_an_npz_input_by_name_or_alone(engine_path, tmp_path, capsys):
