@@ -7,9 +7,10 @@ refuses, braze helps per op (each found by converting single-op models and compa
 
 - legacy broadcast (opset < 7: `broadcast=1` with `axis`): the converter only takes numpy-style suffix
   broadcasting, so B first gets the trailing ones that align it at `axis` (an Unsqueeze-1);
-- ops it has no adapter for (the comparisons and logical ops of opset 1) or fails on (Dropout with its mask
-  output) are set aside in a private domain while it runs and put back as the target opset's op, which
-  means the same once broadcasting is explicit (Dropout is the identity at inference, as in onnxruntime).
+- ops it has no adapter for (the comparisons and logical ops of opset 1, Cast-1 with its type by name, Pad-1)
+  or fails on (Dropout with its mask output; the arithmetic of opset 1, whose adapters need every input's
+  shape) are set aside in a private domain while it runs and put back as the target opset's op, which means
+  the same once broadcasting is explicit (Dropout is the identity at inference, as in onnxruntime).
 
 The converter is not asked past opset 10: going on to 11 it rewrites Upsample's linear mode into a Resize
 with other coordinates (a wrong answer). Models that braze runs at their own opset are left as they are.
@@ -31,8 +32,10 @@ from .unsupported import ONNX_DOMAINS
 
 TARGET = 10
 _HOLD = "braze.legacy"  # the private domain that keeps nodes out of the converter's way
-_HELD_OPS = {"Equal", "Greater", "Less", "And", "Or", "Xor", "Dropout"}
-_KEEP_ATTRS = {"Dropout": {"ratio"}}  # attributes the target's op still has; the others' are dropped
+_HELD_OPS = {"Equal", "Greater", "Less", "And", "Or", "Xor", "Dropout", "Add", "Sub", "Mul", "Div", "Pow", "Cast",
+             "Pad"}
+# attributes the target's op still has, the others' dropped (consumed_inputs, is_test, broadcast made explicit)
+_KEEP_ATTRS = {"Dropout": {"ratio"}, "Cast": {"to"}, "Pad": {"pads", "mode", "value"}}
 _LEGACY_BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Equal", "Greater", "Less", "And", "Or", "Xor"}
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,7 @@ def upgrade(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
         _explicit_broadcast(work, where)
     types = _elem_types(work)
     held = _hold(work)
+    work = _with_shapes(work)  # NOTE: the broadcasting ops' adapters need their inputs' shapes
     try:
         converted = version_converter.convert_version(work, TARGET)
     except Exception as e:  # the converter raises bare RuntimeErrors and assertion texts
@@ -90,6 +94,11 @@ def _hold(model: onnx.ModelProto) -> int:
             if node.domain in ONNX_DOMAINS and node.op_type in _HELD_OPS:
                 node.domain = _HOLD
                 n += 1
+                for a in node.attribute:
+                    if node.op_type == "Pad" and a.name == "paddings":  # Pad-1's name for Pad-2's pads
+                        a.name = "pads"
+                    if node.op_type == "Cast" and a.name == "to" and a.type == onnx.AttributeProto.STRING:
+                        a.CopyFrom(helper.make_attribute("to", onnx.TensorProto.DataType.Value(a.s.decode())))
     if n:
         model.opset_import.append(helper.make_opsetid(_HOLD, 1))
     return n
@@ -128,8 +137,13 @@ def _release(model: onnx.ModelProto, held: int, types: dict[str, int]) -> None:
 def _explicit_broadcast(model: onnx.ModelProto, where: str) -> None:
     """Opset < 7 broadcasting (`broadcast=1`, B aligned at `axis` of A) made numpy-style: B gets the trailing
     ones that put its dims at `axis` of A, so that suffix alignment means the same."""
+    for sub in list(all_graphs(model.graph))[1:]:  # no ranks are known there
+        for n in sub.node:
+            if n.op_type in _LEGACY_BROADCAST and any(a.name == "axis" for a in n.attribute):
+                raise UnsupportedError(f"{where}: node {n.name or n.op_type!r} ({n.op_type}, opset < 7) in a "
+                                       "subgraph broadcasts at an axis: braze cannot convert it")
     ranks = _ranks(model, where)
-    graph = model.graph  # NOTE: subgraphs of opset < 7 models are not rewritten (no ranks known there)
+    graph = model.graph
     nodes = []
     made: set[str] = set()
     for node in graph.node:
@@ -185,3 +199,11 @@ def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
             if vi.type.tensor_type.elem_type:
                 types[vi.name] = vi.type.tensor_type.elem_type
     return types
+
+
+def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with the value types ONNX shape inference finds (as it is, where inference fails)."""
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return model
