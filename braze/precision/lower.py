@@ -67,7 +67,7 @@ def _value_inputs(node: Node) -> frozenset[int]:
 
 def _shape_path(graph: Graph) -> set[int]:
     """The ids of the float32 tensors that stay float32: value inputs, what they are computed from (back to a
-    Shape or Size, which read no values), and constant graph outputs."""
+    Shape or Size, which read no values), what is computed from them alone, and constant graph outputs."""
     producer = {id(t): n for n in graph.nodes for t in n.outputs}
     pending = [t for n in graph.nodes for i in _value_inputs(n) if (t := n.input(i)) is not None]
     pending += [t for t in graph.outputs if t.is_constant]
@@ -83,6 +83,10 @@ def _shape_path(graph: Graph) -> set[int]:
         node = producer.get(id(t))
         if node is not None and node.op not in _SHAPE_READERS:
             pending += [x for x in node.inputs if x is not None]
+    for node in graph.nodes:  # NOTE: an op fed only such float32 values (a Range of float bounds) makes float32 too
+        floats = [x for x in node.inputs if x is not None and x.dtype == DType.float32]
+        if floats and all(id(x) in stay for x in floats):
+            stay.update(id(t) for t in node.outputs if t.dtype == DType.float32)
     return stay
 
 

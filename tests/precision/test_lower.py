@@ -274,3 +274,24 @@ def test_ops_that_make_float32_by_attribute_or_default_make_the_low_type(op):
         graph = lowered(net.model(y), dtype)
         assert graph.node_by_name("made").outputs[0].dtype == dtype
         assert graph.outputs[0].dtype == DType.float32
+
+
+def test_a_range_of_float_bounds_keeps_its_length_and_feeds_computation_through_a_cast():
+    net = Net(opset=13)
+    x = net.input("x", [10])
+    r = net.op("Range", net.const(0.0, name="start"), net.const(1.0, name="limit"), net.const(0.1, name="delta"),
+               name="range")
+    y = net.op("Add", x, r, name="add")
+    model = net.model(y, r)
+    for dtype in LOW:
+        graph = lowered(model, dtype)
+        assert graph.node_by_name("range").outputs[0].dtype == DType.float32
+        assert [t.dtype for t in graph.node_by_name("add").inputs] == [dtype, dtype]
+        assert [(t.dtype, t.shape) for t in graph.outputs] == [(DType.float32, (10,))] * 2
+    feeds = {"x": np.random.default_rng(0).standard_normal(10).astype(np.float32)}
+    want = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=0)) \
+        .create_execution_context().infer(feeds)
+    got = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=0, precision="bf16")) \
+        .create_execution_context().infer(feeds)
+    np.testing.assert_array_equal(got["range_out"], want["range_out"])
+    assert rel_l2(got["add_out"], want["add_out"]) <= tolerance(DType.bfloat16).rel_l2
