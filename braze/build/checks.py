@@ -3,13 +3,11 @@ ops make, and the memory an engine would need against what the target device has
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
-import torch
-
 from ..device import Target
-from ..errors import BrazeError, ModelError
+from ..engine.validate import check_memory as check_device_memory
+from ..errors import ModelError
 from ..ir import DType, Graph, Node, Tensor, format_shape, subgraphs
 
 # id(tensor) -> (tensor, the node that makes it, declared dtype, declared shape)
@@ -58,36 +56,17 @@ def _graphs(graph: Graph) -> Iterator[Graph]:
             yield from _graphs(sub)
 
 
-def device_memory(target: Target) -> int:
-    """Bytes of memory the target has: the GPU's, or the host's physical memory for the CPU."""
-    if target.is_cuda:
-        return torch.cuda.get_device_properties(target.device).total_memory
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def check_memory(graph: Graph, target: Target, arena_size: int | None = None) -> None:
-    """Refuse an engine whose weights and activations cannot fit the target's memory. Before the memory plan
-    (`arena_size` None), the weights and the largest activation must fit; after it, weights and the arena."""
-    have = device_memory(target)
+    """Refuse an engine whose tensors cannot fit the target's memory (braze/engine/validate.py says what it has).
+    Before the memory plan (`arena_size` None), the largest activation must fit, beside the weights on a GPU;
+    after it, the arena."""
     constants = {id(t): t for t in graph.constants() if t.is_static}
     weights = sum(t.nbytes for t in constants.values())
-    if arena_size is None:
-        activations = [t for t in graph.tensors().values() if t.is_static and id(t) not in constants]
-        largest = max(activations, key=lambda t: t.nbytes, default=None)
-        if largest is None or weights + largest.nbytes <= have:
-            return
-        need = (f"its tensor {largest.name!r} {largest.type_str()} alone needs {_size(largest.nbytes)}"
-                + (f", beside {_size(weights)} of weights" if weights else ""))
-    elif weights + arena_size <= have:
+    if arena_size is not None:
+        check_device_memory(arena_size, weights, target, what="the engine")
         return
-    else:
-        need = f"it needs {_size(arena_size)} of activations and {_size(weights)} of weights"
-    raise BrazeError(f"the engine cannot fit {target}: {need}, and the device has {_size(have)}; check the "
-                     "model's declared dims and the shapes given for its inputs")
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n} bytes"
+    activations = [t for t in graph.tensors().values() if t.is_static and id(t) not in constants]
+    largest = max(activations, key=lambda t: t.nbytes, default=None)
+    if largest is not None:
+        check_device_memory(largest.nbytes, weights, target,
+                            what=f"the engine's tensor {largest.name!r} {largest.type_str()} alone")

@@ -15,6 +15,7 @@ import braze
 from braze import Builder, BuilderConfig
 from braze.build import checks
 from braze.device import Target
+from braze.engine import validate
 from braze.frontends.onnx.unsupported import find_unsupported
 from braze.errors import BrazeError, ModelError, ShapeError, UnsupportedError
 from braze.ir import DType, Graph, Node, Tensor
@@ -268,15 +269,15 @@ def test_model_without_the_default_opset_says_which_it_imports():
 def test_declared_size_beyond_the_device_memory_is_refused_at_build():
     """Was an engine whose context then tried to allocate 160 GB."""
     model = matmul_model(x_shape=(10 ** 10, 4), out_shape=(10 ** 10, 3))
-    with pytest.raises(BrazeError, match=r"cannot fit cpu: its tensor '\w+' float32\[10000000000,\d\] alone needs "
-                                         r"[\d,.]+ GiB.*the device has [\d,.]+ GiB"):
+    with pytest.raises(BrazeError, match=r"the engine's tensor '\w+' float32\[10000000000,\d\] alone needs "
+                                         r"[\d,.]+ GiB of cpu memory .*, and only [\d,.]+ \w+ is available"):
         Builder("cpu").build(model)
 
 
 def test_planned_arena_beyond_the_device_memory_is_refused(monkeypatch):
     graph = braze.parse_onnx(matmul_model())
-    monkeypatch.setattr(checks, "device_memory", lambda target: 1000)
-    with pytest.raises(BrazeError, match=r"needs 1\.0 MiB of activations and 48 bytes of weights, and the device "
-                                         "has 1000 bytes"):
+    monkeypatch.setattr(validate, "available_memory", lambda target: 1000)
+    with pytest.raises(BrazeError, match=r"the engine needs 1\.00 MiB of cpu memory \(1\.00 MiB of activations\), "
+                                         "and only 1000 bytes is available"):
         checks.check_memory(graph, Target.parse("cpu"), arena_size=1 << 20)
     checks.check_memory(graph, Target.parse("cpu"), arena_size=900)
