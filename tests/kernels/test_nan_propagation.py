@@ -92,17 +92,27 @@ def gemm_node(act: str, residual: bool) -> Node:
     return Node("FusedGemm", inputs, [Tensor("y", DType.float32, (3, 5, 9))], attrs, name="gemm", domain="braze")
 
 
-CASES = [(kind, act, residual) for kind in ("conv", "gemm") for act in ACTIVATIONS for residual in (False, True)]
+def layer(kind: str, act: str, residual: bool) -> Node:
+    return conv_node(act, residual) if kind == "conv" else gemm_node(act, residual)
 
 
-@pytest.mark.parametrize("tactic", TACTICS, ids=lambda t: t.name)
-@pytest.mark.parametrize("kind,act,residual", CASES)
+CASES = [(tactic, kind, act, residual) for kind in ("conv", "gemm") for act in ACTIVATIONS for residual in (False, True)
+         for tactic in TACTICS if tactic.supports(layer(kind, act, residual), CPU)]
+
+
+@pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN")
+def test_the_onednn_tactics_still_take_every_activation_they_fuse():
+    """Moving relu/clip/gelu after the product keeps those layers on oneDNN (not on the slower reference)."""
+    for name, kind in (("onednn_conv", "conv"), ("onednn_gemm", "gemm")):
+        acts = {a for t, k, a, r in CASES if t.name == name and k == kind and not r}
+        assert acts == set(ACTIVATIONS) - {"hardsigmoid", "elu"}, (name, acts)
+    assert {a for t, k, a, r in CASES if t.name == "onednn_conv" and r} == {"none", "relu"}
+
+
+@pytest.mark.parametrize("tactic,kind,act,residual", CASES,
+                         ids=[f"{t.name}-{k}-{a}{'-residual' if r else ''}" for t, k, a, r in CASES])
 def test_cpu_tactic_propagates_like_the_reference(tactic, kind, act, residual):
-    node = conv_node(act, residual) if kind == "conv" else gemm_node(act, residual)
-    if not tactic.supports(node, CPU):
-        pytest.skip(f"{tactic.name} does not run this layer")
-    if tactic.name.startswith("onednn") and not onednn_available():
-        pytest.skip("torch built without oneDNN")
+    node = layer(kind, act, residual)
     args = [planted(node.inputs[0].shape, 3), node.inputs[1].value, node.inputs[2].value]
     if residual:
         args.append(planted(node.outputs[0].shape, 4))
@@ -197,13 +207,15 @@ def test_fused_model_propagates_like_level_0_and_onnxruntime(name):
 
 # ---- braze's Triton kernels, through the interpreter (the GPU tier runs them compiled) --------------------------
 
-def test_triton_gemm_epilogues_propagate_through_the_interpreter():
+def test_triton_gemm_epilogues_and_layer_norm_propagate_through_the_interpreter():
     pytest.importorskip("triton")
     from .test_triton_interpreter import interpret
 
     interpret("""
         import torch
+        import torch.nn.functional as F
         from braze.kernels.triton.gemm import ACTIVATIONS, gemm
+        from braze.kernels.triton.norm import layer_norm
         from braze.ops.fused import fused_gemm
         from braze.testing import assert_close
         from tests.kernels.test_nan_propagation import planted
@@ -217,6 +229,12 @@ def test_triton_gemm_epilogues_propagate_through_the_interpreter():
                 expected = fused_gemm.run(args, {"activation": act}, 1)[0]
                 assert torch.isnan(expected).any() and torch.isfinite(expected).any()
                 assert_close(out, expected, rtol=1e-4, atol=1e-4, name=f"triton gemm {act} {residual is not None}")
+        x, w, b = planted((9, 24), 1), torch.randn(24), torch.randn(24)
+        out = torch.zeros(9, 24)
+        layer_norm(x, w, b, out, 1e-5, ROWS=2)
+        expected = F.layer_norm(x, (24,), w, b, 1e-5)
+        assert torch.isnan(expected).any() and torch.isfinite(expected).any()
+        assert_close(out, expected, rtol=1e-4, atol=1e-4, name="triton layer norm")
     """)
 
 
@@ -258,21 +276,3 @@ def test_triton_pointwise_kernels_propagate_through_the_interpreter():
             assert_close(out, expected, rtol=1e-4, atol=1e-5, name=op + " triton")
     """)
 
-
-def test_triton_layer_norm_propagates_through_the_interpreter():
-    pytest.importorskip("triton")
-    from .test_triton_interpreter import interpret
-
-    interpret("""
-        import torch
-        import torch.nn.functional as F
-        from braze.kernels.triton.norm import layer_norm
-        from braze.testing import assert_close
-        from tests.kernels.test_nan_propagation import planted
-        x, w, b = planted((9, 24), 1), torch.randn(24), torch.randn(24)
-        out = torch.zeros(9, 24)
-        layer_norm(x, w, b, out, 1e-5, ROWS=2)
-        expected = F.layer_norm(x, (24,), w, b, 1e-5)
-        assert torch.isnan(expected).any() and torch.isfinite(expected).any()
-        assert_close(out, expected, rtol=1e-4, atol=1e-4, name="triton layer norm")
-    """)
