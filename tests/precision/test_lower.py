@@ -17,6 +17,7 @@ from tests.conftest import tiny_cnn, tiny_mlp
 from tests.passes.helpers import Net
 
 LOW = [DType.float16, DType.bfloat16]
+ONNX_CODE = {DType.float16: onnx.TensorProto.FLOAT16, DType.bfloat16: onnx.TensorProto.BFLOAT16}
 
 
 def parsed(model: onnx.ModelProto) -> Graph:
@@ -66,8 +67,7 @@ def test_compute_and_weights_are_narrowed_while_the_boundary_and_integers_keep_t
     for node in ("mm", "flatten", "unflatten", "add"):
         assert graph.node_by_name(node).outputs[0].dtype == dtype, node
     cast = graph.node_by_name("ids_to_float")
-    assert cast.outputs[0].dtype == dtype and cast.attrs["to"] == onnx.helper.np_dtype_to_tensor_dtype(
-        np.dtype("float16")) if dtype == DType.float16 else cast.attrs["to"] == onnx.TensorProto.BFLOAT16
+    assert cast.outputs[0].dtype == dtype and cast.attrs["to"] == ONNX_CODE[dtype]
     first, last = graph.nodes[0], graph.nodes[-1]
     assert first.op == "Cast" and first.inputs[0] is graph.inputs[0] and first.outputs[0].dtype == dtype
     assert last.op == "Cast" and last.outputs[0] is graph.outputs[0] and last.attrs["to"] == onnx.TensorProto.FLOAT
@@ -295,3 +295,56 @@ def test_a_range_of_float_bounds_keeps_its_length_and_feeds_computation_through_
         .create_execution_context().infer(feeds)
     np.testing.assert_array_equal(got["range_out"], want["range_out"])
     assert rel_l2(got["add_out"], want["add_out"]) <= tolerance(DType.bfloat16).rel_l2
+
+
+def control_flow_model() -> onnx.ModelProto:
+    """Relu -> If (branches read the outer tensor and constants of their own) -> Loop (carried float state)."""
+    import onnx.helper as oh
+    from onnx.numpy_helper import from_array
+
+    def branch(op: str, const: float, name: str) -> onnx.GraphProto:
+        return oh.make_graph([oh.make_node(op, ["h", f"{name}_c"], [f"{name}_out"], name=f"{name}_op")], name, [],
+                             [oh.make_tensor_value_info(f"{name}_out", onnx.TensorProto.FLOAT, [4])],
+                             [from_array(np.array([const], np.float32), f"{name}_c")])
+
+    body = oh.make_graph(
+        [oh.make_node("Mul", ["s_in", "half"], ["s_out"], name="halve"),
+         oh.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going")], "body",
+        [oh.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+         oh.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
+         oh.make_tensor_value_info("s_in", onnx.TensorProto.FLOAT, [4])],
+        [oh.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
+         oh.make_tensor_value_info("s_out", onnx.TensorProto.FLOAT, [4])],
+        [from_array(np.array([0.5], np.float32), "half")])
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["x"], ["h"], name="relu"),
+         oh.make_node("If", ["c"], ["y"], name="choose", then_branch=branch("Mul", 2.0, "then"),
+                      else_branch=branch("Add", 1.0, "else")),
+         oh.make_node("Loop", ["n", "", "y"], ["z"], name="repeat", body=body)], "control_flow",
+        [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4]),
+         oh.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
+         oh.make_tensor_value_info("n", onnx.TensorProto.INT64, [])],
+        [oh.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [4])])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=str)
+def test_control_flow_bodies_are_lowered_with_their_parent(dtype):
+    model = control_flow_model()
+    graph = lowered(model, dtype)
+    branch = graph.node_by_name("choose").attrs["then_branch"]
+    body = graph.node_by_name("repeat").attrs["body"]
+    assert branch.node_by_name("then_op").inputs[1].dtype == dtype and branch.outputs[0].dtype == dtype
+    assert [t.dtype for t in body.inputs] == [DType.int64, DType.bool, dtype]
+    assert body.node_by_name("halve").inputs[1].value.dtype == dtype.torch
+    assert graph.outputs[0].dtype == DType.float32
+    for c in (True, False):
+        feeds = {"x": np.array([1, -2, 3, 4], np.float32), "c": np.array(c), "n": np.array(3, np.int64)}
+        want = braze.Builder("cpu").build(model, braze.BuilderConfig(optimization_level=0)) \
+            .create_execution_context().infer(feeds)["z"]
+        precision = {DType.float16: "fp16", DType.bfloat16: "bf16"}[dtype]
+        got = braze.Builder("cpu").build(model, braze.BuilderConfig(precision=precision)) \
+            .create_execution_context().infer(feeds)["z"]
+        assert got.dtype == np.float32 and rel_l2(got, want) <= tolerance(dtype).rel_l2
