@@ -69,6 +69,10 @@ def cublaslt_epilogue_propagates(device: torch.device, dtype: torch.dtype, gelu:
     x = _planted((32, 24), dtype, device, 4)
     w = torch.randn(24, 40, generator=torch.Generator().manual_seed(5)).to(device, dtype)
     b = torch.randn(40, generator=torch.Generator().manual_seed(6)).to(device, dtype)
-    fused = torch._addmm_activation(b, x, w, use_gelu=gelu)
-    expected = activate(torch.addmm(b, x, w).float(), "gelu_tanh" if gelu else "relu", [])
-    return torch.equal(_pattern(fused), _pattern(expected))
+    expected = _pattern(activate(torch.addmm(b, x, w).float(), "gelu_tanh" if gelu else "relu", []))
+    for weight in (w, w.t().contiguous().t()):  # both layouts CublasGemmTactic uses, into out= as it does
+        fused = torch.empty(32, 40, dtype=dtype, device=device)
+        torch._addmm_activation(b, x, weight, use_gelu=gelu, out=fused)
+        if not torch.equal(_pattern(fused), expected):
+            return False
+    return True
