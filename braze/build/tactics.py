@@ -75,7 +75,7 @@ class _Tuner:
         started = time.perf_counter()
         inputs = _sample_inputs(node, self.target.device)
         timings: dict[str, float] = {}
-        reference = _reference(node, inputs)  # None: the first candidate that runs is the yardstick
+        reference = _reference(node, inputs, self.target.device)  # None: the first candidate that runs is the yardstick
         best: tuple[float, Tactic, dict[str, Any]] | None = None
         for tactic, config in options:
             label = f"{tactic.name}{config or ''}"
@@ -130,7 +130,7 @@ def _first_line(e: Exception) -> str:
     return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
 
 
-def _reference(node: Node, inputs: list[torch.Tensor | None]) -> list[torch.Tensor] | None:
+def _reference(node: Node, inputs: list[torch.Tensor | None], device: torch.device) -> list[torch.Tensor] | None:
     """The op's reference implementation on the sample inputs, on the target: what every candidate must agree
     with, so that a wrong kernel tried first cannot make the right ones look wrong. None for an op that draws
     random numbers (no single right answer) or whose reference cannot run here."""
@@ -139,7 +139,7 @@ def _reference(node: Node, inputs: list[torch.Tensor | None]) -> list[torch.Tens
         if opdef.random or has_random(list(subgraphs(node))):
             return None
         results = detached_from(opdef.run(list(inputs), node.attrs, len(node.outputs), input_dtypes(node)), inputs)
-        _synchronize(next((x.device for x in inputs if x is not None), torch.device("cpu")))
+        _synchronize(device)
     except Exception:  # NOTE: e.g. a reference that runs only on the CPU; the candidates still run it
         return None
     if len(results) != len(node.outputs) or not all(isinstance(r, torch.Tensor) for r in results):
