@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole GPU check, on a machine with an NVIDIA GPU, from the repository root:
 #   scripts/gpu_check.sh [tests|bench|peers|all]
-#   tests  the GPU tests (pytest -m gpu): every CUDA tactic against its reference, zoo engines in every
-#          precision, CUDA-graph replay, concurrent contexts, timing cache, device refusal
+#   tests  the GPU tests (every test in tests/gpu, marker gpu): every CUDA tactic against its reference, NaN and
+#          inf through every fused epilogue, zoo engines in every precision, CUDA-graph replay, contexts used
+#          from several threads and streams, timing cache, device refusal
 #   bench  braze bench with a per-layer profile on the zoo's ResNet-50 and BERT (FP16, batch 1)
 #   peers  benchmarks/run.py: braze against PyTorch eager and torch.compile (MODES, default: all four)
 # Logs go to $OUT (default /tmp/braze_gpu_check).
@@ -20,7 +21,7 @@ python3 -c "import torch, triton, onnx, onnxruntime; print('torch', torch.__vers
 'onnxruntime', onnxruntime.__version__)" | tee -a "$OUT/gpu.txt"
 
 if [[ $what == tests || $what == all ]]; then
-  python3 -m pytest tests/gpu/test_tactics.py tests/gpu/test_engines.py -q --maxfail=10 -p no:cacheprovider --durations=15 2>&1 | tee "$OUT/gpu_tests.log" || status=1
+  python3 -m pytest tests/gpu -m gpu -q --maxfail=10 -p no:cacheprovider --durations=15 2>&1 | tee "$OUT/gpu_tests.log" || status=1
 fi
 if [[ $what == bench || $what == all ]]; then
   for model in resnet50 bert; do
