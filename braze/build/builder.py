@@ -127,12 +127,14 @@ def _as_graph(model: Any, say: Progress) -> Graph:
     if isinstance(graph, Graph):
         return graph.copy()
     from ..frontends.onnx import parse_onnx
+    from ..frontends.onnx.opsets import reported_to
 
     if isinstance(model, str) and model.startswith("zoo:"):
         say(f"exporting {model} to ONNX with PyTorch's exporter")
     elif isinstance(model, (str, os.PathLike)):
         say(f"parsing {Path(model).name}")
-    return parse_onnx(model)
+    with reported_to(say):  # an old opset's conversion
+        return parse_onnx(model)
 
 
 def bind_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> None:

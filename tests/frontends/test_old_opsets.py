@@ -271,3 +271,11 @@ def test_legacy_broadcast_inside_a_subgraph_is_refused_rather_than_guessed():
     model.ir_version = 3
     with pytest.raises(UnsupportedError, match=r"'inner_add' \(Add, opset < 7\) in a subgraph broadcasts at an axis"):
         braze.parse_onnx(model, check=False)
+
+
+def test_a_build_tells_what_was_converted_in_its_progress_lines():
+    lines = []
+    model = old_model(9, [node("Slice", ["x"], starts=[0], ends=[1], axes=[0])])
+    braze.Builder("cpu").build(model.SerializeToString(), braze.BuilderConfig(progress=lines.append))
+    assert any(f"converted from opset 9 to {TARGET}" in line and "Slice-1 x1" in line for line in lines), lines
+    assert not logging.getLogger("braze.frontends.onnx.opsets").handlers

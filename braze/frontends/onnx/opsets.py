@@ -14,13 +14,16 @@ refuses, braze helps per op (each found by converting single-op models and compa
 
 The converter is not asked past opset 10: going on to 11 it rewrites Upsample's linear mode into a Resize
 with other coordinates (a wrong answer). Models that braze runs at their own opset are left as they are.
-What was converted is logged (logger `braze.frontends.onnx.opsets`, level INFO).
+What was converted is logged (logger `braze.frontends.onnx.opsets`, level INFO) and, in a build, is one of
+the Builder's progress lines (`braze build` prints it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
+from typing import Callable, Iterator
 
 import onnx
 from onnx import helper, version_converter
@@ -39,6 +42,29 @@ _KEEP_ATTRS = {"Dropout": {"ratio"}, "Cast": {"to"}, "Pad": {"pads", "mode", "va
 _LEGACY_BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Equal", "Greater", "Less", "And", "Or", "Xor"}
 
 log = logging.getLogger(__name__)
+
+
+class _Forward(logging.Handler):
+    def __init__(self, say: Callable[[str], None]):
+        super().__init__(logging.INFO)
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.say(record.getMessage())
+
+
+@contextlib.contextmanager
+def reported_to(say: Callable[[str], None]) -> Iterator[None]:
+    """Hand what conversion logs to `say` (the Builder's progress lines) while a model is parsed."""
+    handler, level = _Forward(say), log.level
+    log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 def default_opset(model: onnx.ModelProto) -> int | None:
