@@ -192,11 +192,16 @@ def _kind(value: Any) -> str:
 def validate_plan(plan: Plan, target: Target) -> None:
     """Refuse a plan braze could not run as written: see the module's docstring for what is checked."""
     graph = plan.graph
-    _check_schedule(graph)
-    _check_weights(graph)
-    _check_types(graph)
-    tactics = _check_tactics(plan, target)
-    _check_memory_plan(plan, tactics, target)
+    try:
+        _check_schedule(graph)
+        _check_weights(graph)
+        _check_types(graph)
+        tactics = _check_tactics(plan, target)
+        _check_memory_plan(plan, tactics, target)
+    except EngineFormatError:
+        raise
+    except Exception as e:  # NOTE: a plan odd in a way no check foresaw is still refused, never a raw exception
+        raise _invalid(f"checking it failed ({type(e).__name__}: {e})") from e
 
 
 def _layer(i: int, node: Node) -> str:
@@ -374,7 +379,7 @@ def _check_concats(graph: Graph, offsets: dict[str, int], strides: dict[str, lis
     placed: dict[str, str] = {}
     for i, node in enumerate(graph.nodes):
         out = node.outputs[0] if node.op == "ConcatInPlace" and node.outputs else None
-        if out is None or out.name not in offsets or any(t is None for t in node.inputs):
+        if out is None or out.name not in offsets or any(t is None or not t.is_static for t in node.inputs):
             continue
         axis = int(node.attrs.get("axis", 0)) % max(len(out.shape), 1)  # type: ignore[arg-type]
         st, start, at = strides[out.name], 0, []
