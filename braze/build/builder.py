@@ -23,6 +23,7 @@ from ..errors import BrazeError, ShapeError
 from ..ir import DType, Graph, format_shape
 from ..kernels import tactics_for
 from ..ops import infer_shapes
+from ..ops.control_flow import invalid_branches
 from ..passes.pipeline import PassContext, optimize
 from ..precision import lower_precision
 from ..progress import Progress, ProgressSetting, reporter
@@ -70,6 +71,8 @@ class Builder:
         bind_shapes(graph, config.shapes)
         declared = declared_types(graph)
         infer_shapes(graph)
+        for line in invalid_branches(graph):
+            say(f"warning: {line}")
         check_declared(graph, declared)
         graph.cleanup()
         graph.verify()

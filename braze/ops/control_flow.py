@@ -71,6 +71,13 @@ def _nested(graph: Graph) -> list[Graph]:
 INVALID_BRANCH = "_invalid_branch"  # set by shape inference: "else branch: why it cannot take these shapes"
 
 
+def invalid_branches(graph: Graph) -> list[str]:
+    """A line for each If of `graph` with a branch that cannot take the shapes inferred (the builder shows them)."""
+    return [f"If {n.name!r}: its {n.attrs[INVALID_BRANCH].split(':')[0]} cannot take these shapes and fails at run "
+            "time if its condition chooses it (fix the condition's input with a build-time constant to drop it)"
+            for n in graph.nodes if n.op == "If" and n.attrs.get(INVALID_BRANCH)]
+
+
 @op("If", since=1, infer=_infer_if, outer_inputs=True)
 def if_(cond, *outer, then_branch: Graph, else_branch: Graph, _invalid_branch: str = ""):
     (cond,), env = split_args((cond, *outer), 1, [else_branch, then_branch])

@@ -184,7 +184,9 @@ def _weights(model):
 
 def test_if_branch_invalid_for_the_shapes_builds_and_fails_only_when_taken():
     model = _rate_model()
-    engine = braze.Builder("cpu").build(model, braze.BuilderConfig(shapes={"x": (2, 4)}, progress=False))
+    lines = []
+    engine = braze.Builder("cpu").build(model, braze.BuilderConfig(shapes={"x": (2, 4)}, progress=lines.append))
+    assert "warning: If 'by_rate': its else branch cannot take these shapes and fails at run time" in "\n".join(lines)
     engine = braze.Runtime().load(engine.serialize())
     ctx = engine.create_execution_context()
     x = rand(2, 4)
