@@ -279,3 +279,18 @@ def test_a_build_tells_what_was_converted_in_its_progress_lines():
     braze.Builder("cpu").build(model.SerializeToString(), braze.BuilderConfig(progress=lines.append))
     assert any(f"converted from opset 9 to {TARGET}" in line and "Slice-1 x1" in line for line in lines), lines
     assert not logging.getLogger("braze.frontends.onnx.opsets").handlers
+
+
+@pytest.mark.parametrize("op,gates", [("LSTM", 4), ("GRU", 3), ("RNN", 1)])
+def test_recurrent_ops_of_opset_6_match_onnxruntime_at_opset_7(op, gates):
+    """LSTM-1, GRU-3 and RNN-1 (with their `output_sequence`) mean what their opset-7 versions do."""
+    weights = [onh.from_array(RNG.randn(1, gates * 4, n).astype(np.float32) * 0.3, name)
+               for name, n in (("W", 3), ("R", 4))]
+    out = {"y": (F, [5, 1, 2, 4])}
+    old = old_model(6, [node(op, ["x", "W", "R"], hidden_size=4, output_sequence=1)], (("x", [5, 2, 3]),), weights,
+                    outputs=out)
+    new = old_model(7, [node(op, ["x", "W", "R"], hidden_size=4)], (("x", [5, 2, 3]),), weights, outputs=out)
+    feeds = feeds_of(old)
+    (expected,) = ort.InferenceSession(new.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    (got,) = braze_run(old, feeds).values()
+    assert_close(got, expected, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,8 @@ refuses, braze helps per op (each found by converting single-op models and compa
 
 - legacy broadcast (opset < 7: `broadcast=1` with `axis`): the converter only takes numpy-style suffix
   broadcasting, so B first gets the trailing ones that align it at `axis` (an Unsqueeze-1);
-- ops it has no adapter for (the comparisons and logical ops of opset 1, Cast-1 with its type by name, Pad-1)
+- ops it has no adapter for (the comparisons and logical ops of opset 1, Cast-1 with its type by name, Pad-1,
+  the recurrent ops before opset 7, which only lose `output_sequence` there)
   or fails on (Dropout with its mask output; the arithmetic of opset 1, whose adapters need every input's
   shape) are set aside in a private domain while it runs and put back as the target opset's op, which means
   the same once broadcasting is explicit (Dropout is the identity at inference, as in onnxruntime).
@@ -36,9 +37,10 @@ from .unsupported import ONNX_DOMAINS
 TARGET = 10
 _HOLD = "braze.legacy"  # the private domain that keeps nodes out of the converter's way
 _HELD_OPS = {"Equal", "Greater", "Less", "And", "Or", "Xor", "Dropout", "Add", "Sub", "Mul", "Div", "Pow", "Cast",
-             "Pad"}
+             "Pad", "LSTM", "GRU", "RNN"}
 # attributes the target's op still has, the others' dropped (consumed_inputs, is_test, broadcast made explicit)
 _KEEP_ATTRS = {"Dropout": {"ratio"}, "Cast": {"to"}, "Pad": {"pads", "mode", "value"}}
+_DROP_ATTRS = {op: {"output_sequence"} for op in ("LSTM", "GRU", "RNN")}  # ops that keep all but these
 _LEGACY_BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Equal", "Greater", "Less", "And", "Or", "Xor"}
 
 log = logging.getLogger(__name__)
@@ -142,8 +144,10 @@ def _release(model: onnx.ModelProto, held: int, types: dict[str, int]) -> None:
             if node.domain != _HOLD:
                 continue
             node.domain = ""
-            keep = _KEEP_ATTRS.get(node.op_type, set())
-            attrs = [a for a in node.attribute if a.name in keep]
+            if node.op_type in _DROP_ATTRS:
+                attrs = [a for a in node.attribute if a.name not in _DROP_ATTRS[node.op_type]]
+            else:
+                attrs = [a for a in node.attribute if a.name in _KEEP_ATTRS.get(node.op_type, set())]
             del node.attribute[:]
             node.attribute.extend(attrs)
             if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
