@@ -137,7 +137,7 @@ def _graph_doc(g: Any, path: str, enclosing: frozenset[str]) -> None:
 
 def _tensor_doc(entry: Any, path: str) -> None:
     _obj(entry, path, ("dtype", "shape"))
-    if entry["dtype"] is not None and entry["dtype"] not in _DTYPES:
+    if entry["dtype"] is not None and (not isinstance(entry["dtype"], str) or entry["dtype"] not in _DTYPES):
         raise _invalid(f"{path}.dtype is {entry['dtype']!r}, not a dtype braze knows")
     shape = entry["shape"]
     if shape is not None:

@@ -128,7 +128,8 @@ def test_unknown_tensor_name_is_refused(cnn):
             r"plan\.graph\.nodes\[2\]\.inputs\[0\] names tensor 'ghost', which plan\.graph\.tensors lacks")
 
 
-@pytest.mark.parametrize("dtype, match", [("float128", "not a dtype braze knows"), (3, "not a dtype")])
+@pytest.mark.parametrize("dtype, match", [("float128", "not a dtype braze knows"), (3, "not a dtype"),
+                                          ({"a": 1}, "not a dtype"), ([], "not a dtype")])
 def test_unknown_dtype_is_refused(cnn, dtype, match):
     refused(forge(cnn, lambda p: p["graph"]["tensors"]["s"].update(dtype=dtype)),
             rf"plan\.graph\.tensors\['s'\]\.dtype is .*{match}")
