@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+import torch
+
 from ..device import Target
 from ..errors import BrazeError, EngineFormatError
 from ..ir import KINDS, TENSOR, DType, Graph, Node, Tensor, contiguous_strides, format_shape, subgraphs
@@ -258,10 +260,10 @@ def _check_weights(graph: Graph) -> None:
             if id(t) in seen:
                 continue
             seen.add(id(t))
-            value = t.value
-            if t.dtype is None or value.dtype != t.dtype.torch or tuple(value.shape) != t.shape:  # type: ignore[union-attr]
-                raise _invalid(f"weight {t.name!r} is declared {t.type_str()} in the plan, but the weights hold "
-                               f"{str(value.dtype).removeprefix('torch.')}{format_shape(tuple(value.shape))}")  # type: ignore[union-attr]
+            value: torch.Tensor = t.value  # type: ignore[assignment]
+            if t.dtype is None or value.dtype != t.dtype.torch or tuple(value.shape) != t.shape:
+                held = f"{str(value.dtype).removeprefix('torch.')}{format_shape(tuple(value.shape))}"
+                raise _invalid(f"weight {t.name!r} is declared {t.type_str()} in the plan, but the weights hold {held}")
         for node in g.nodes:
             for sub in subgraphs(node):
                 check(sub)
@@ -457,8 +459,6 @@ def check_memory(arena_bytes: int, weight_bytes: int, target: Target, what: str 
 def available_memory(target: Target) -> int | None:
     """Bytes that can still be allocated on `target`, or None where it cannot be told."""
     if target.is_cuda:
-        import torch
-
         return int(torch.cuda.mem_get_info(target.device)[0])
     found = []
     try:

@@ -52,8 +52,10 @@ def concat() -> bytes:
     rng = np.random.default_rng(0)
     inits = [onh.from_array(rng.standard_normal((2, 3, 1, 1)).astype(np.float32), "wa"),
              onh.from_array(rng.standard_normal((4, 3, 1, 1)).astype(np.float32), "wb")]
-    nodes = [oh.make_node("Conv", ["x", "wa"], ["a"], name="conv_a"), oh.make_node("Conv", ["x", "wb"], ["b"], name="conv_b"),
-             oh.make_node("Concat", ["a", "b"], ["c"], name="concat", axis=1), oh.make_node("Relu", ["c"], ["y"], name="relu")]
+    nodes = [oh.make_node("Conv", ["x", "wa"], ["a"], name="conv_a"),
+             oh.make_node("Conv", ["x", "wb"], ["b"], name="conv_b"),
+             oh.make_node("Concat", ["a", "b"], ["c"], name="concat", axis=1),
+             oh.make_node("Relu", ["c"], ["y"], name="relu")]
     graph = oh.make_graph(nodes, "concat", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 5, 5])],
                           [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 6, 5, 5])], inits)
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
@@ -150,7 +152,8 @@ def test_outer_name_must_be_in_the_enclosing_graph(cnn):
         body = {"name": "body", "opset": 17, "inputs": [], "outer": ["nowhere"], "nodes": [], "outputs": [],
                 "tensors": {"nowhere": {"dtype": "float32", "shape": [1]}}}
         node(p, "gap")["attrs"]["body"] = {"$graph": body}
-    refused(forge(cnn, edit), r"plan\.graph\.nodes\[2\]\.attrs\.body\.\$graph\.outer names 'nowhere', which no enclosing")
+    refused(forge(cnn, edit),
+            r"plan\.graph\.nodes\[2\]\.attrs\.body\.\$graph\.outer names 'nowhere', which no enclosing")
 
 
 # -- the schedule ----------------------------------------------------------------------------------------
@@ -236,7 +239,8 @@ def test_negative_offset_is_refused(cnn, offset):
 
 @pytest.mark.parametrize("offset", [16384, 16384 - 16, 1 << 70])
 def test_offset_past_the_arena_is_refused(cnn, offset):
-    refused(forge(cnn, lambda p: p["memory"]["offsets"].update(g=offset)), r"offsets\['g'\] is \d+: .* inside the arena")
+    refused(forge(cnn, lambda p: p["memory"]["offsets"].update(g=offset)),
+            r"offsets\['g'\] is \d+: .* inside the arena")
 
 
 def test_misaligned_offset_is_refused(cnn):
@@ -258,7 +262,8 @@ def test_memory_reused_after_its_last_reader_is_accepted(cnn):
                                             ([0, 0, 0, 0], "would share memory"),
                                             ([1, 1, 1, 1], "would share memory")])
 def test_bad_strides_are_refused(cnn, strides, match):
-    refused(forge(cnn, lambda p: p["memory"]["strides"].update(s=strides)), rf"plan\.memory\.strides\['s'\] .*{match}")
+    refused(forge(cnn, lambda p: p["memory"]["strides"].update(s=strides)),
+            rf"plan\.memory\.strides\['s'\] .*{match}")
 
 
 def test_strides_past_the_arena_are_refused(cnn):
@@ -300,7 +305,7 @@ def test_concat_input_moved_onto_a_live_tensor_is_refused(concat):
 
 def test_arena_larger_than_the_memory_is_refused_on_load(cnn):
     huge = 1 << 50
-    with pytest.raises(BrazeError, match=r"this engine needs 1048576\.00 GiB of cpu memory .* and only .* is available"):
+    with pytest.raises(BrazeError, match=r"this engine needs 1048576\.00 GiB of cpu memory .* and only .* available"):
         braze.Runtime().load(forge(cnn, lambda p: p["memory"].update(arena_size=huge)))
 
 

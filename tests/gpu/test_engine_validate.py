@@ -31,7 +31,8 @@ def test_zoo_engines_validate_and_say_what_it_costs(name, precision):
     check = time.perf_counter() - started
     print(f"{name} {precision}: load {load * 1e3:.1f} ms, validation {check * 1e3:.1f} ms ({check / load:.1%})")
     feeds = zoo.sample_inputs(name)
-    assert loaded.create_execution_context().infer(feeds).keys() == engine.create_execution_context().infer(feeds).keys()
+    outputs = loaded.create_execution_context().infer(feeds)
+    assert outputs.keys() == engine.create_execution_context().infer(feeds).keys()
 
 
 def test_cuda_offsets_must_keep_the_256_byte_alignment():
