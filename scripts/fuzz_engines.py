@@ -235,6 +235,22 @@ def offset_overlap(rng, p):
         offsets[a] = offsets[b]
 
 
+def offset_move(rng, p):
+    """Move one activation to another aligned place inside the arena (maybe onto a live tensor), or swap two."""
+    offsets, memory = _offsets(p), p.plan["memory"]
+    name = _activation(rng, p)
+    if name is None:
+        return
+    if rng.random() < 0.3 and len(offsets) > 1:
+        other = rng.choice(sorted(offsets))
+        offsets[name], offsets[other] = offsets[other], offsets[name]
+        return
+    if rng.random() < 0.3:
+        memory["arena_size"] *= 2
+    slots = max(memory["arena_size"] // memory["alignment"], 1)
+    offsets[name] = rng.randrange(slots) * memory["alignment"]
+
+
 def offset_drop(rng, p):
     name = _activation(rng, p)
     if name is not None:
@@ -427,7 +443,7 @@ def weights_garbage(rng, p):
 MUTATIONS: dict[str, Mutation] = {
     "truncate": m_truncate, "bit_flip": m_bit_flip, "insert": m_insert, "plan_bit_flip": m_plan_bit_flip,
     **{f.__name__: _edit(f) for f in (
-        swap_layers, offset_bad, offset_overlap, offset_drop, offset_add, arena_size, alignment, strides,
+        swap_layers, offset_bad, offset_overlap, offset_move, offset_drop, offset_add, arena_size, alignment, strides,
         op_change, tactic_change, config_change, weight_type, weight_rename, tensor_type, attr_change, rewire,
         null_value, delete_key, wrong_type, weights_swap, weights_garbage)},
     "header_edit": _edit(header_edit, keep_sizes=True),
