@@ -25,7 +25,6 @@ The exit status is 1 when any case falls in a bad class. tests/fuzz/test_engine_
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import multiprocessing as mp
