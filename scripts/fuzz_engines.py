@@ -43,6 +43,7 @@ import numpy as np
 BAD = ("raw_exception", "crash", "hang", "wrong_answer")
 CLASSES = ("refused", "same", "consistent", *BAD)
 CASE_SECONDS = 20.0
+STARTUP_SECONDS = 300.0
 MEMORY_LIMIT = 4 << 30  # bytes of address space a worker may map beyond what it had after importing braze
 PREFIX = 48  # magic, version, sha256, header length
 
@@ -519,6 +520,7 @@ def _worker(conn) -> None:
     torch.set_num_threads(1)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (_mapped_bytes() + MEMORY_LIMIT, hard))
+    conn.send("ready")
     while True:
         case = conn.recv()
         if case is None:
@@ -558,6 +560,9 @@ class Worker:
         self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
         self.proc.start()
         child.close()
+        # NOTE: importing braze is not part of any case's time: on a loaded machine it alone can take many seconds
+        if not self.conn.poll(STARTUP_SECONDS) or self.conn.recv() != "ready":
+            raise RuntimeError(f"the fuzzing worker did not start within {STARTUP_SECONDS:.0f} s")
 
     def _kill(self) -> None:
         if self.proc is not None:

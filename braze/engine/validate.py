@@ -466,12 +466,14 @@ def available_memory(target: Target) -> int | None:
             found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g:
-            limit = f.read().strip()
+    try:  # NOTE: a cgroup's usage counts the page cache, which the kernel gives back when needed
+        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g, \
+                open("/sys/fs/cgroup/memory.stat") as h:
+            limit, used = f.read().strip(), int(g.read().strip())
+            cache = next((int(line.split()[1]) for line in h if line.startswith("file ")), 0)
             if limit != "max":
-                found.append(int(limit) - int(g.read().strip()))
-    except (OSError, ValueError):
+                found.append(int(limit) - (used - cache))
+    except (OSError, ValueError, IndexError):
         pass
     if not found:
         try:
