@@ -89,6 +89,7 @@ class Engine:
     def create_execution_context(self) -> "ExecutionContext":
         from .context import ExecutionContext
 
+        check_memory(self.device_memory_size, 0, self.target, what="an execution context of this engine")
         return ExecutionContext(self)
 
     def serialize(self) -> bytes:

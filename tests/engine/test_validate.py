@@ -309,6 +309,14 @@ def test_arena_larger_than_the_memory_is_refused_on_load(cnn):
         braze.Runtime().load(forge(cnn, lambda p: p["memory"].update(arena_size=huge)))
 
 
+def test_context_larger_than_the_memory_left_is_refused(cnn, monkeypatch):
+    engine = braze.Runtime().load(cnn)
+    monkeypatch.setattr("braze.engine.validate.available_memory", lambda target: 1000)
+    with pytest.raises(BrazeError, match=r"an execution context of this engine needs 16\.00 KiB of cpu memory .*"
+                                         r"only 1000 bytes is available"):
+        engine.create_execution_context()
+
+
 def test_check_memory_says_what_is_needed_and_what_there_is():
     cpu = Target.parse("cpu")
     check_memory(1 << 20, 1 << 30, cpu, available=lambda t: 2 << 20)  # CPU weights are in memory already
