@@ -305,16 +305,30 @@ def config_change(rng, p):
     p.plan["layers"][name]["config"] = rng.choice([{"block": 7}, {"x": [1, 2]}, [], "fast", None])
 
 
-def _weights(p):
-    return [n for n, e in _tensors(p).items() if "weight" in e]
+def _tables(doc: Any) -> list[dict[str, Any]]:
+    """Every graph's tensor table in a plan: the main graph's and its layers' subgraphs' (Pointwise bodies)."""
+    found = []
+    if isinstance(doc, dict):
+        if isinstance(doc.get("tensors"), dict) and "nodes" in doc:
+            found.append(doc["tensors"])
+        for v in doc.values():
+            found += _tables(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            found += _tables(v)
+    return found
+
+
+def _weight_entries(p) -> list[dict[str, Any]]:
+    return [e for table in _tables(p.plan["graph"]) for e in table.values() if isinstance(e, dict) and "weight" in e]
 
 
 def weight_type(rng, p):
     """Declare a weight with another shape or dtype than the safetensors hold."""
-    names = _weights(p)
-    if not names:
+    entries = _weight_entries(p)
+    if not entries:
         return
-    entry = _tensors(p)[rng.choice(names)]
+    entry = rng.choice(entries)
     if rng.random() < 0.5 and entry["shape"]:
         shape = list(entry["shape"])
         i = rng.randrange(len(shape))
@@ -325,9 +339,11 @@ def weight_type(rng, p):
 
 
 def weight_rename(rng, p):
-    names = _weights(p)
-    if names:
-        _tensors(p)[rng.choice(names)]["weight"] = rng.choice(names + ["missing"])
+    """Point a tensor at another weight of the file, or at one it lacks."""
+    entries = _weight_entries(p)
+    if entries:
+        entry = rng.choice(entries)
+        entry["weight"] = rng.choice([e["weight"] for e in entries if e["weight"] != entry["weight"]] + ["missing"])
 
 
 def tensor_type(rng, p):
@@ -461,9 +477,13 @@ class Case:
 
 
 def make_case(index: int, rng: random.Random, seeds: list[Seed]) -> Case:
-    seed = rng.choice(seeds)
-    name = rng.choice(sorted(MUTATIONS))
-    return Case(index, seed.name, name, MUTATIONS[name](rng, seed.data), seed.feeds, seed.outputs)
+    """One damaged or forged engine; a mutation that found nothing to change on its seed is drawn again."""
+    while True:
+        seed = rng.choice(seeds)
+        name = rng.choice(sorted(MUTATIONS))
+        data = MUTATIONS[name](rng, seed.data)
+        if data != seed.data and data != pack(split(seed.data)):
+            return Case(index, seed.name, name, data, seed.feeds, seed.outputs)
 
 
 # -- running one case (in the worker) --------------------------------------------------------------------
