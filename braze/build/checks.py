@@ -3,12 +3,15 @@ ops make, and the memory an engine would need against what the target device has
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 from ..device import Target
 from ..engine.validate import check_memory as check_device_memory
 from ..errors import ModelError
 from ..ir import DType, Graph, Node, Tensor, format_shape, subgraphs
+
+log = logging.getLogger(__name__)
 
 # id(tensor) -> (tensor, the node that makes it, declared dtype, declared shape)
 Declared = dict[int, tuple[Tensor, Node, DType | None, tuple | None]]
@@ -27,8 +30,10 @@ def declared_types(graph: Graph) -> Declared:
 
 
 def check_declared(graph: Graph, declared: Declared) -> None:
-    """Refuse a declared dtype, rank or static dim that disagrees with what inference found: onnxruntime and
-    onnx's full checker refuse such models, and building one would silently change the declared type."""
+    """Refuse a declared dtype that disagrees with what inference found: onnxruntime and onnx's full checker
+    refuse such models, and building one would silently change the declared type. A declared rank or static dim
+    that disagrees is logged: onnxruntime only warns, and exporters store what ONNX's own inference said, which
+    is wrong for some ops (pools with ceil_mode, Upsample-7)."""
     outputs = {id(t) for t in graph.outputs}
     for key, (t, node, dtype, shape) in declared.items():
         what = (f"{'graph output' if key in outputs else 'value'} {t.name!r}, made by node {node.name!r} "
@@ -38,15 +43,11 @@ def check_declared(graph: Graph, declared: Declared) -> None:
                              "fix the declaration (or add a Cast)")
         if shape is None or t.shape is None or not t.is_tensor:
             continue
-        if len(shape) != len(t.shape):
-            raise ModelError(f"{what} is declared of rank {len(shape)} {format_shape(shape)} in the model, but "
-                             f"the op makes rank {len(t.shape)} {format_shape(t.shape)}")
         # NOTE: a declared 0 is not compared: some exporters write it for a dynamic dim
-        clash = [i for i, (d, e) in enumerate(zip(shape, t.shape))
-                 if isinstance(d, int) and d > 0 and isinstance(e, int) and d != e]
-        if clash:
-            raise ModelError(f"{what} is declared {format_shape(shape)} in the model, but the op makes "
-                             f"{format_shape(t.shape)} (dim {clash[0]} differs)")
+        if len(shape) != len(t.shape) or any(isinstance(d, int) and d > 0 and isinstance(e, int) and d != e
+                                             for d, e in zip(shape, t.shape)):
+            log.warning("%s is declared %s in the model, but the op makes %s; braze goes by the op", what,
+                        format_shape(shape), format_shape(t.shape))
 
 
 def _graphs(graph: Graph) -> Iterator[Graph]:

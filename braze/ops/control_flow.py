@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import ExecutionError, ShapeError
+from ..errors import ExecutionError, ModelError, ShapeError
 from ..ir import TENSOR, DType, Graph, Node, Tensor, subgraphs
 from .evaluate import device_of
 from .infer import VALUE_LIMIT, Inferred, describe_node
@@ -138,6 +138,10 @@ def _infer_loop(node: Node, values: Sequence[torch.Tensor | None]) -> list[Infer
     header = [Inferred(DType.int64, ()), Inferred(DType.bool, (), torch.tensor(True))]  # cond_in is true in every trip
     initial = [Inferred.of(t) for t in own[2:]]  # type: ignore[union-attr]
     carried, outs = _settle(node, body, header, initial, [], known, 1)
+    starts = own[1] is None or (cond is not None and _truth(cond))
+    if own[0] is None and starts and outs[0].value is not None and _truth(outs[0].value):
+        raise ModelError(f"{describe_node(node)}: it has no trip count and its condition stays true (its body "
+                         f"gives {body.outputs[0].name!r} true in every trip): the loop never ends")
     trips = _trips(m, own[1] is not None, cond, outs[0])
     return carried + [_stacked(node, o, 0, trips, f"scan output {i}") for i, o in enumerate(outs[1 + n_carried:])]
 

@@ -57,6 +57,8 @@ def _gemm(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, alpha: float
           trans_a: int, trans_b: int) -> torch.Tensor:
     if a.dim() != 2 or b.dim() != 2:
         raise ValueError(f"A and B must be matrices, got ranks {a.dim()} and {b.dim()}")
+    if trans_a not in (0, 1) or trans_b not in (0, 1):
+        raise ValueError(f"transA and transB are flags, 0 or 1; got {trans_a} and {trans_b}")
     a = a.T if trans_a else a
     b = b.T if trans_b else b
     if a.shape[1] != b.shape[0]:

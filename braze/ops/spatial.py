@@ -63,7 +63,7 @@ def spatial_attrs(rank: int, name: str, values: Sequence[int] | None, default: i
 
 def split_pads(rank: int, pads: Sequence[int] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """ONNX's [x1_begin, x2_begin, ..., x1_end, x2_end, ...] as (begins, ends)."""
-    if pads is None or len(pads) == 0:
+    if pads is None:
         return (0,) * rank, (0,) * rank
     if len(pads) != 2 * rank:
         raise ValueError(f"pads has {len(pads)} values, expected {2 * rank} (begin and end per spatial axis)")

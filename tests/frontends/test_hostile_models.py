@@ -182,9 +182,17 @@ def test_negative_declared_dim_refused_at_parse():
     with pytest.raises(ModelError, match="input 'x' declares dim 0 as -3"):
         braze.parse_onnx(model)
     model = matmul_model()
-    model.graph.value_info.append(oh.make_tensor_value_info("m", F, [2, -7]))
-    with pytest.raises(ModelError, match="value 'm' declares dim 1 as -7"):
+    model.graph.initializer[0].dims[:] = [4, -3]
+    with pytest.raises(ModelError, match=r"initializer 'w' has dims \[4, -3\]"):
         braze.parse_onnx(model)
+
+
+def test_negative_dim_declared_for_a_computed_value_is_settled_by_its_op():
+    """ONNX's own inference writes such dims for some invalid nodes: the op's shape rule then says what is wrong."""
+    model = matmul_model(out_shape=(2, -3))
+    model.graph.value_info.append(oh.make_tensor_value_info("m", F, [2, -7]))
+    engine = Builder("cpu").build(model)
+    assert engine.outputs[0].shape == (2, 3)
 
 
 def test_minus_one_on_an_input_is_a_dynamic_dim():
@@ -207,23 +215,36 @@ def test_negative_computed_dim_is_a_shape_error():
 # -- declarations that contradict the ops ("accepted though invalid") ------------------------------------------
 
 def test_output_declared_float16_while_the_op_makes_float32():
-    with pytest.raises(ModelError, match="graph output 'y' is declared float16 in the model, but node 'relu' "
-                                         r"\(Relu\) makes float32"):
-        braze.parse_onnx(matmul_model(out_type=TensorProto.FLOAT16))
+    """Was built and run, the output silently float32 (onnxruntime and onnx's full checker refuse the model)."""
+    with pytest.raises(ModelError, match=r"graph output 'y', made by node 'relu' \(Relu\), is declared float16 in "
+                                         "the model, but the op makes float32"):
+        Builder("cpu").build(matmul_model(out_type=TensorProto.FLOAT16))
 
 
-@pytest.mark.parametrize("shape,says", [((2, 7), r"\[2,7\] .* makes \[2,3\]"),
-                                        ((2, 3, 1), r"\[2,3,1\] .* makes \[2,3\]")])
-def test_output_declared_of_another_shape(shape, says):
-    with pytest.raises(ModelError, match=f"graph output 'y' is declared {says}"):
-        braze.parse_onnx(matmul_model(out_shape=shape))
+def test_value_info_of_another_dtype_inside_a_subgraph():
+    then = oh.make_graph([oh.make_node("Cast", ["x"], ["t"], name="to_int", to=TensorProto.INT32)], "then", [],
+                         [oh.make_tensor_value_info("t", TensorProto.INT64, [2])])
+    other = oh.make_graph([oh.make_node("Cast", ["x"], ["e"], name="also_int", to=TensorProto.INT32)], "else", [],
+                          [oh.make_tensor_value_info("e", TensorProto.INT64, [2])])
+    graph = oh.make_graph([oh.make_node("If", ["c"], ["y"], name="if", then_branch=then, else_branch=other)], "g",
+                          [oh.make_tensor_value_info("c", TensorProto.BOOL, []),
+                           oh.make_tensor_value_info("x", F, [2])],
+                          [oh.make_tensor_value_info("y", TensorProto.INT64, [2])])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    with pytest.raises(ModelError, match=r"'(t|e|y)', made by node '(to_int|also_int|if)' \((Cast|If)\), is declared "
+                                         "int64 in the model, but the op makes int32"):
+        Builder("cpu").build(braze.parse_onnx(model, check=False))
 
 
-def test_value_info_of_another_rank():
-    model = matmul_model()
-    model.graph.value_info.append(oh.make_tensor_value_info("m", F, [2, 3, 1]))
-    with pytest.raises(ModelError, match=r"value 'm' is declared \[2,3,1\] in the model, but node 'mm'"):
-        braze.parse_onnx(model)
+@pytest.mark.parametrize("shape", [(2, 7), (2, 3, 1)])
+def test_output_declared_of_another_shape_is_logged_and_the_op_wins(shape, caplog):
+    """onnxruntime runs such models with a warning, and exporters store ONNX's own inference, which some ops
+    (pools with ceil_mode, Upsample-7) contradict: braze builds the op's shape and says so."""
+    engine = Builder("cpu").build(matmul_model(out_shape=shape))
+    assert engine.outputs[0].shape == (2, 3)
+    assert f"graph output 'y', made by node 'relu' (Relu), is declared {list(shape)}".replace(" ", "") in \
+        caplog.text.replace(" ", "")
+    assert "the op makes [2,3]" in caplog.text
 
 
 def test_builder_checks_declarations_on_bound_shapes():
@@ -233,10 +254,6 @@ def test_builder_checks_declarations_on_bound_shapes():
     graph.outputs[0].dtype = DType.float16
     with pytest.raises(ModelError, match=r"graph output 'y', made by node 'relu' \(Relu\), is declared float16 "
                                          "in the model, but the op makes float32"):
-        Builder("cpu").build(graph, BuilderConfig(shapes={"x": (2, 4)}))
-    graph = braze.parse_onnx(matmul_model(x_shape=("n", 4), out_shape=(5, 3)), check=False)
-    with pytest.raises(ModelError, match=r"graph output 'y'.* is declared \[5,3\] in the model, but the op makes "
-                                         r"\[2,3\] \(dim 0 differs\)"):
         Builder("cpu").build(graph, BuilderConfig(shapes={"x": (2, 4)}))
 
 
@@ -281,3 +298,46 @@ def test_planned_arena_beyond_the_device_memory_is_refused(monkeypatch):
                                          "and only 1000 bytes is available"):
         checks.check_memory(graph, Target.parse("cpu"), arena_size=1 << 20)
     checks.check_memory(graph, Target.parse("cpu"), arena_size=900)
+
+
+# -- attributes and control flow the fuzzer found accepted ----------------------------------------------------------
+
+def test_loop_that_never_ends_is_refused_at_build():
+    body = oh.make_graph([oh.make_node("Identity", ["cond"], ["cond_out"], name="keep"),
+                          oh.make_node("Neg", ["v"], ["v_out"], name="neg")], "body",
+                         [oh.make_tensor_value_info("i", TensorProto.INT64, []),
+                          oh.make_tensor_value_info("cond", TensorProto.BOOL, []),
+                          oh.make_tensor_value_info("v", F, [2])],
+                         [oh.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                          oh.make_tensor_value_info("v_out", F, [2])])
+    graph = oh.make_graph([oh.make_node("Loop", ["", "", "x"], ["y"], name="forever", body=body)], "g",
+                          [oh.make_tensor_value_info("x", F, [2])], [oh.make_tensor_value_info("y", F, [2])])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    with pytest.raises(ModelError, match=r"node 'forever' \(Loop\).*no trip count and its condition stays true "
+                                         r"\(its body gives 'cond_out' true in every trip\): the loop never ends"):
+        Builder("cpu").build(model)
+
+
+def test_gemm_flag_that_is_not_0_or_1():
+    """onnx and onnxruntime read transB=-2**40 as 0 (a 32-bit cast) and refuse the model; braze read it as 1."""
+    model = matmul_model()
+    model.graph.node[0].CopyFrom(oh.make_node("Gemm", ["x", "w"], ["m"], name="gemm", transB=-(2 ** 40)))
+    with pytest.raises(ShapeError, match="node 'gemm'.*transA and transB are flags, 0 or 1; got 0 and -1099511627776"):
+        Builder("cpu").build(model)
+
+
+def test_conv_pads_given_empty():
+    x = oh.make_tensor_value_info("x", F, [1, 1, 4, 4])
+    w = onh.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    conv = oh.make_node("Conv", ["x", "w"], ["y"], name="conv")
+    conv.attribute.append(oh.make_attribute("pads", [], attr_type=onnx.AttributeProto.INTS))
+    graph = oh.make_graph([conv], "g", [x], [oh.make_tensor_value_info("y", F, [1, 1, 2, 2])], [w])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    with pytest.raises(ShapeError, match=r"node 'conv'.*pads has 0 values, expected 4"):
+        Builder("cpu").build(model)
+
+
+def test_output_declared_of_a_type_braze_lacks_while_the_op_makes_another():
+    with pytest.raises(ModelError, match="graph output 'y' is declared complex64 in the model, but its op makes "
+                                         "float32; braze does not support complex64"):
+        braze.parse_onnx(matmul_model(out_type=TensorProto.COMPLEX64), check=False)

@@ -13,7 +13,7 @@ import onnx
 
 from ...errors import ModelError, UnsupportedError
 from ...ir import Graph
-from .loader import ModelSource, check_model, check_types, load_model
+from .loader import ModelSource, check_model, load_model
 from .opsets import upgrade
 from .translate import model_opsets, translate
 from .unsupported import find_unsupported
@@ -32,10 +32,7 @@ def parse_onnx(model: ModelSource, *, base_dir: str | os.PathLike | None = None,
         except ModelError as invalid:
             _unsupported_first(proto, where, invalid)
             raise
-    upgraded = upgrade(proto, where)  # old opsets (the classic model zoo's) become one braze implements
-    if check and upgraded is proto:  # NOTE: braze takes some old ops on types their opset lacked (Equal-1 on floats)
-        check_types(proto, where)
-    proto = upgraded
+    proto = upgrade(proto, where)  # old opsets (the classic model zoo's) become one braze implements
     return translate(proto, where)
 
 

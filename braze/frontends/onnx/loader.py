@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Iterator
 
 import onnx
-import onnx.shape_inference
 from onnx import inliner
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -140,84 +139,6 @@ def _all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
                     yield from attr.tensors
 
 
-def check_types(model: onnx.ModelProto, where: str) -> None:
-    """Run ONNX shape inference strictly, as onnx's full checker and onnxruntime's loader do: a model whose
-    declared types or shapes contradict its ops, or whose ops' inputs do not fit them, fails."""
-    try:
-        onnx.shape_inference.infer_shapes(_dynamic_dims_unset(model), check_type=True, strict_mode=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
-        first = str(e).strip().splitlines()
-        found = _contradiction(model)
-        if not found and _left_to_braze(str(e)):
-            return
-        raise ModelError(f"{where}: {found}" if found else
-                         f"{where} fails ONNX type checking: {first[0] if first else e}") from None
-    except ValueError as e:  # models over 2 GB cannot be inferred in memory
-        if "2GB" not in str(e) and "2 GB" not in str(e):
-            raise ModelError(f"{where} fails ONNX type checking: {e}") from None
-
-
-def _left_to_braze(message: str) -> bool:
-    """Strict inference errors that braze's own shape inference judges, with its own message: an op given or
-    asked for a type it does not take (braze names the type: UnsupportedError), and errors inside a function op's
-    expansion, which are onnx's own (MeanVarianceNormalization's body fails strict inference)."""
-    return ("unsupported type" in message or "does not specify a valid type" in message
-            or message.count("Inference error(s)") > 1)
-
-
-def _dynamic_dims_unset(model: onnx.ModelProto) -> onnx.ModelProto:
-    """`model`, or a copy of it where the dims some exporters write for a dynamic one are unset: -1 anywhere,
-    0 on a graph input. ONNX's inference would take them for sizes."""
-    def dynamic(kind: str, dim: onnx.TensorShapeProto.Dimension) -> bool:
-        return dim.HasField("dim_value") and (dim.dim_value == -1 or (kind == "input" and dim.dim_value == 0))
-
-    def dims(m: onnx.ModelProto) -> Iterator[onnx.TensorShapeProto.Dimension]:
-        g = m.graph
-        for kind, values in (("input", g.input), ("output", g.output), ("value", g.value_info)):
-            yield from (d for vi in values for d in vi.type.tensor_type.shape.dim if dynamic(kind, d))
-
-    if not any(True for _ in dims(model)):
-        return model
-    bare = onnx.ModelProto()
-    bare.CopyFrom(model)
-    for d in list(dims(bare)):
-        d.Clear()
-    return bare
-
-
-def _contradiction(model: onnx.ModelProto) -> str | None:
-    """Which declared output or value_info of the main graph disagrees with what ONNX infers for it, said by
-    name and type (onnx's own message gives element type numbers and the node only); None if none does."""
-    bare = onnx.ModelProto()
-    bare.CopyFrom(model)
-    declared = {vi.name: ("graph output", vi.type.tensor_type) for vi in model.graph.output}
-    declared.update({vi.name: ("value", vi.type.tensor_type) for vi in model.graph.value_info})
-    del bare.graph.value_info[:]
-    for vi in bare.graph.output:
-        vi.type.tensor_type.elem_type = onnx.TensorProto.UNDEFINED
-        vi.type.tensor_type.ClearField("shape")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(bare)
-    except Exception:  # noqa: BLE001 -- no better message then
-        return None
-    producers = {name: node for node in model.graph.node for name in node.output}
-    for vi in (*inferred.graph.value_info, *inferred.graph.output):
-        if vi.name not in declared or vi.name not in producers or not vi.type.HasField("tensor_type"):
-            continue
-        kind, want = declared[vi.name]
-        got = vi.type.tensor_type
-        node = producers[vi.name]
-        what = f"{kind} {vi.name!r} is declared {{}} in the model, but node {node.name!r} ({node.op_type}) makes {{}}"
-        if want.elem_type and got.elem_type and want.elem_type != got.elem_type:
-            return what.format(elem_name(want.elem_type), elem_name(got.elem_type))
-        if not want.HasField("shape") or not got.HasField("shape"):
-            continue
-        dims = [[d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] for t in (want, got)]
-        if len(dims[0]) != len(dims[1]) or any((a or 0) > 0 and (b or 0) > 0 and a != b for a, b in zip(*dims)):
-            return what.format(*("[" + ",".join("?" if d is None else str(d) for d in ds) + "]" for ds in dims))
-    return None
-
-
 def is_element_type(elem_type: int) -> bool:
     """Whether `elem_type` is one of ONNX's TensorProto.DataType codes (UNDEFINED included)."""
     return elem_type in onnx.TensorProto.DataType.values()
@@ -234,13 +155,14 @@ def elem_name(elem_type: int) -> str:
 
 
 def check_declarations(model: onnx.ModelProto, where: str) -> None:
-    """Refuse element types ONNX does not define and negative dims (but -1, some exporters' dynamic dim) in every
-    declared value and tensor, by name, before anything reads them."""
+    """Refuse element types ONNX does not define in every declared value and tensor, and negative dims (but -1,
+    some exporters' dynamic dim) in graph inputs and tensors, by name, before anything reads them. Dims declared
+    for computed values are claims the ops' shape inference settles (braze/build/checks.py)."""
     for graph in all_graphs(model.graph):
         inside = "" if graph is model.graph else f" of graph {graph.name!r}"
         for kind, values in (("input", graph.input), ("graph output", graph.output), ("value", graph.value_info)):
             for vi in values:
-                _check_type(vi.type, f"{where}: {kind} {vi.name!r}{inside}")
+                _check_type(vi.type, f"{where}: {kind} {vi.name!r}{inside}", sizes=kind == "input")
         for tensor in graph.initializer:
             _check_tensor(tensor, f"{where}: initializer {tensor.name!r}{inside}")
         for node in graph.node:
@@ -249,14 +171,15 @@ def check_declarations(model: onnx.ModelProto, where: str) -> None:
                     _check_tensor(tensor, f"{where}: node {node.name or node.op_type!r} attribute {attr.name!r}")
 
 
-def _check_type(tp: onnx.TypeProto, what: str) -> None:
+def _check_type(tp: onnx.TypeProto, what: str, sizes: bool) -> None:
+    """`sizes`: the declared dims are the value's (a graph input's), not a claim the ops' inference checks."""
     which = tp.WhichOneof("value")
     if which in ("sequence_type", "optional_type"):
-        _check_type(getattr(tp, which).elem_type, what)
+        _check_type(getattr(tp, which).elem_type, what, sizes)
     elif which == "tensor_type":
         if not is_element_type(tp.tensor_type.elem_type):
             raise ModelError(f"{what} has element type {tp.tensor_type.elem_type}, {NOT_AN_ELEMENT_TYPE}")
-        for i, d in enumerate(tp.tensor_type.shape.dim):
+        for i, d in enumerate(tp.tensor_type.shape.dim if sizes else ()):
             if d.HasField("dim_value") and d.dim_value < -1:
                 raise ModelError(f"{what} declares dim {i} as {d.dim_value}; a dim is a size >= 0, a symbolic "
                                  "name, or left unset")

@@ -18,10 +18,11 @@ import onnx
 import onnx.numpy_helper
 import torch
 
-from ...errors import ModelError, UnsupportedError
+from ...errors import BrazeError, ModelError, UnsupportedError
 from ...ir import OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, DType, Graph, Node, Tensor, to_torch
-from ...ops import REGISTRY
+from ...ops import REGISTRY, infer_shapes
 from ...ops.subgraph import graph_attrs, outer_reads
+from .loader import elem_name
 from .unsupported import ONNX_DOMAINS, all_nodes, find_unsupported
 
 
@@ -116,7 +117,7 @@ class Translator:
         for i, oname in enumerate(np_.output):
             t = Tensor(oname or f"{name}:unused{i}")
             if oname in declared:
-                t.kind, t.dtype, t.shape = self._value_type(declared[oname], f"value {oname!r}", strict=False)
+                t.kind, t.dtype, t.shape = self._value_type(declared[oname], f"{where} output {oname!r}", strict=False)
             if oname:
                 if oname in scope.tensors:
                     raise ModelError(f"{self.where}: {where} writes {oname!r}, which is already defined")
@@ -213,7 +214,9 @@ class Translator:
         dims: list[int | str | None] = []
         for d in tt.shape.dim:
             if d.HasField("dim_value"):
-                dims.append(None if d.dim_value == -1 else int(d.dim_value))  # NOTE: other negatives refused on load
+                # NOTE: -1 is some exporters' dynamic dim; an input's other negatives are refused on load, and a
+                # computed value's are a claim its op's inference settles
+                dims.append(None if d.dim_value < 0 else int(d.dim_value))
             elif d.HasField("dim_param"):
                 dims.append(d.dim_param)
             else:
@@ -233,6 +236,27 @@ def translate(model: onnx.ModelProto, where: str) -> Graph:
     find_unsupported(model, opsets, where)
     graph = Translator(opsets, where).graph(model.graph)
     graph.verify()
+    _refuse_lacking_outputs(model, graph, where)
     return graph
+
+
+def _refuse_lacking_outputs(model: onnx.ModelProto, graph: Graph, where: str) -> None:
+    """A graph output declared of an element type braze lacks (complex64, string) while its op makes another: the
+    declaration is contradicted (as onnxruntime and the full checker say), and braze cannot keep it. Where the op
+    cannot be inferred, or does make that type, its own error comes at build time, saying more."""
+    lacking = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.output
+               if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type
+               and onnx_dtype(vi.type.tensor_type.elem_type) is None}
+    if not lacking:
+        return
+    probe = graph.copy()
+    try:
+        infer_shapes(probe)
+    except BrazeError:
+        return
+    for t in probe.outputs:
+        if t.name in lacking and t.dtype is not None:
+            raise ModelError(f"{where}: graph output {t.name!r} is declared {elem_name(lacking[t.name])} in the model, "
+                             f"but its op makes {t.dtype}; braze does not support {elem_name(lacking[t.name])}")
 
 
