@@ -15,7 +15,7 @@ import torch
 from ..errors import UnsupportedError
 from ..ir import DType, Node
 from .infer import Inferred
-from .opdef import op
+from .opdef import made_on, op
 from .shape import int_list
 
 # ONNX TensorProto.DataType codes of the element types braze has.
@@ -95,7 +95,7 @@ def constant_of_shape(shape, *, value: torch.Tensor | None = None):
     fill = torch.zeros(1, dtype=torch.float32) if value is None else value
     if fill.numel() != 1:
         raise ValueError(f"value must hold one element, it has shape {list(fill.shape)}")
-    return torch.full(dims, fill.reshape(()).item(), dtype=fill.dtype, device=shape.device)
+    return torch.full(dims, fill.reshape(()).item(), dtype=fill.dtype, device=made_on(shape.device))
 
 
 def _range(start: torch.Tensor, limit: torch.Tensor, delta: torch.Tensor, compute: torch.dtype | None = None):
@@ -110,10 +110,10 @@ def _range(start: torch.Tensor, limit: torch.Tensor, delta: torch.Tensor, comput
         raise ValueError("delta is 0")
     if compute.is_floating_point:
         n = max(math.ceil((last - first).item() / step.item()), 0)
-        values = first.item() + torch.arange(n, dtype=torch.float64, device=start.device) * step.item()
+        values = first.item() + torch.arange(n, dtype=torch.float64, device=made_on(start.device)) * step.item()
     else:
         n = max(-((first.item() - last.item()) // step.item()), 0)
-        values = first.item() + torch.arange(n, dtype=torch.int64, device=start.device) * step.item()
+        values = first.item() + torch.arange(n, dtype=torch.int64, device=made_on(start.device)) * step.item()
     return values.to(dtype)
 
 
@@ -181,7 +181,8 @@ def _like_dtype(node: Node) -> list[DType]:
 def random_normal(*, shape: list[int], dtype: int = 1, mean: float = 0.0, scale: float = 1.0,
                   seed: float | None = None):
     out = onnx_dtype(dtype, floating=True)
-    draw = torch.randn(shape, dtype=_draw_dtype(out), generator=_generator(seed, torch.device("cpu")))
+    device = made_on(torch.device("cpu"))
+    draw = torch.randn(shape, dtype=_draw_dtype(out), device=device, generator=_generator(seed, device))
     return (draw * scale + mean).to(out)
 
 
@@ -189,7 +190,8 @@ def random_normal(*, shape: list[int], dtype: int = 1, mean: float = 0.0, scale:
 def random_uniform(*, shape: list[int], dtype: int = 1, low: float = 0.0, high: float = 1.0,
                    seed: float | None = None):
     out = onnx_dtype(dtype, floating=True)
-    draw = torch.rand(shape, dtype=_draw_dtype(out), generator=_generator(seed, torch.device("cpu")))
+    device = made_on(torch.device("cpu"))
+    draw = torch.rand(shape, dtype=_draw_dtype(out), device=device, generator=_generator(seed, device))
     return (draw * (high - low) + low).to(out)
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import BrazeError, ShapeError, UnsupportedError
 from ..ir import TENSOR, DType, Graph, Node, Tensor
-from .opdef import input_dtypes
+from .opdef import input_dtypes, sizing
 
 # A tensor whose value is at most this many elements is carried as a known value.
 VALUE_LIMIT = 1 << 12
@@ -106,11 +106,23 @@ def _infer_generic(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]
     n_out = len(node.outputs)
     present = [(t, v) for t, v in zip(inputs, values) if t is not None]
     if not opdef.random and all(v is not None for _, v in present):
-        outs = opdef.run(list(values), node.attrs, n_out, input_dtypes(node))
-        return [Inferred(DType.from_torch(o.dtype), tuple(o.shape), o) for o in outs]
+        # NOTE: small inputs can make a huge output (ConstantOfShape, Expand, Range, Tile): its size comes from
+        # a meta run first, and only a small result is computed for real, so a declared size is never allocated
+        try:
+            sized = _infer_on_meta(opdef, node, values)
+        except Exception:  # the op reads its inputs' data to size its output: they are small, so run it
+            sized = None
+        if sized is None or all(r.shape is not None and _elements(r.shape) <= VALUE_LIMIT for r in sized):
+            outs = opdef.run(list(values), node.attrs, n_out, input_dtypes(node))
+            return [Inferred(DType.from_torch(o.dtype), tuple(o.shape), o) for o in outs]
+        return sized
+    return _infer_on_meta(opdef, node, values)
 
+
+def _infer_on_meta(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferred]:
+    """Types from the reference run on meta tensors, with the known values of the op's value inputs."""
     args: list[torch.Tensor | None] = []
-    for i, (t, v) in enumerate(zip(inputs, values)):
+    for i, (t, v) in enumerate(zip(node.inputs, values)):
         if t is None:
             args.append(None)
         elif i in opdef.value_inputs:
@@ -121,8 +133,16 @@ def _infer_generic(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]
             return _data_dependent(opdef, node)
         else:
             args.append(torch.empty(t.shape, dtype=t.dtype.torch, device="meta"))  # type: ignore[arg-type,union-attr]
-    outs = opdef.run(args, node.attrs, n_out, input_dtypes(node))
+    with sizing():
+        outs = opdef.run(args, node.attrs, len(node.outputs), input_dtypes(node))
     return [Inferred(DType.from_torch(o.dtype), tuple(o.shape)) for o in outs]
+
+
+def _elements(shape: tuple[int | None, ...]) -> int:
+    count = 1
+    for d in shape:
+        count *= d if isinstance(d, int) else 1
+    return count
 
 
 def _data_dependent(opdef: Any, node: Node) -> list[Inferred]:

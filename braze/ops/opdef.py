@@ -24,10 +24,12 @@ Ops with subgraphs that may read tensors of the enclosing graph (If, Loop, Scan,
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import typing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -215,3 +217,22 @@ def _coerce(value: Any, spec: AttrSpec, where: str, op_name: str) -> Any:
 
 def _kind_name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
+
+
+_SIZING = contextvars.ContextVar("braze_sizing", default=False)
+
+
+@contextmanager
+def sizing() -> Iterator[None]:
+    """While shape inference sizes outputs, ops that make a tensor from values alone (ConstantOfShape, Range, the
+    random generators) make it on the meta device (`made_on`): a size a model declares is never allocated."""
+    token = _SIZING.set(True)
+    try:
+        yield
+    finally:
+        _SIZING.reset(token)
+
+
+def made_on(device: torch.device) -> torch.device:
+    """The device a generator op makes its output on: `device`, or meta while shape inference sizes it."""
+    return torch.device("meta") if _SIZING.get() else device

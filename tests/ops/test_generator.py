@@ -210,3 +210,21 @@ def test_random_errors():
     _raises("RandomNormal", {}, {"shape": [2], "dtype": TP.INT32}, "floating-point")
     _raises("RandomUniformLike", {"x": rand(2, dtype=np.int64)}, None, "floating-point")
     _raises("Bernoulli", {"x": rand(2, dtype=np.int64)}, None, "floating point")
+
+
+@pytest.mark.parametrize("node,initializers", [
+    (oh.make_node("ConstantOfShape", ["shape"], ["big"]), [onh.from_array(np.array([10**6, 10**6], np.int64), "shape")]),
+    (oh.make_node("Range", ["a", "b", "c"], ["big"]), [onh.from_array(np.array(v, np.int64), n)
+                                                       for n, v in (("a", 0), ("b", 10**12), ("c", 1))]),
+    (oh.make_node("RandomNormal", [], ["big"], shape=[10**6, 10**6]), []),
+])
+def test_a_huge_generated_tensor_is_sized_not_allocated(node, initializers):
+    """Shape inference sizes a generator's output on the meta device: a size the model declares (terabytes here)
+    is refused by the memory check, naming the tensor, and never allocated while inferring."""
+    reduce = oh.make_node("ReduceMax", ["big"], ["y"], keepdims=0)
+    graph = oh.make_graph([node, reduce], "g", [], [oh.make_tensor_value_info("y", onnx.TensorProto.UNDEFINED, [])],
+                          initializers)
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(braze.BrazeError, match=r"tensor 'big' \S+ alone needs .* GiB of cpu memory.*available"):
+        braze.Builder("cpu").build(braze.parse_onnx(model))
