@@ -9,6 +9,7 @@ import math
 import os
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -178,7 +179,7 @@ def load_array(name: str, file: str) -> np.ndarray:
             raise BrazeError(f"{where}: {file} holds Python objects, which braze does not load (it never "
                              f"unpickles); save a numeric array") from None
         raise BrazeError(f"{where}: {file} is not a readable array file: {e}") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise BrazeError(f"{where}: {file} is not a readable array file: {e}") from None
     raise BrazeError(f"{where}: {file} holds {len(names)} arrays ({', '.join(names[:8])}) and none named {name!r}")
 

@@ -294,3 +294,14 @@ def test_recurrent_ops_of_opset_6_match_onnxruntime_at_opset_7(op, gates):
     (expected,) = ort.InferenceSession(new.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     (got,) = braze_run(old, feeds).values()
     assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["float", "BOGUS", "\xff"])
+def test_cast_1_to_a_type_name_onnx_lacks_is_an_error_naming_the_node(name):
+    nodes = [oh.make_node("Cast", ["x"], ["c"], name="the_cast", to=name), node("Dropout", ["c"], is_test=1)]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", F, [2, 3])],
+                          [oh.make_tensor_value_info("y", F, [2, 3])])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 3)])
+    model.ir_version = 3
+    with pytest.raises(braze.errors.ModelError, match="'the_cast' \\(Cast, opset 1\\): attribute 'to' is .*FLOAT"):
+        braze.parse_onnx(model, check=False)

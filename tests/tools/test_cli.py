@@ -175,6 +175,9 @@ def test_input_files_that_are_not_arrays(engine_path, tmp_path, capsys, monkeypa
     np.savez(several, a=np.zeros(2), b=np.zeros(3))
     _fails(["run", engine_path, "--input", f"x={several}"], capsys, "holds 2 arrays (a, b) and none named 'x'")
     _fails(["run", engine_path, "--input", f"x={tmp_path}"], capsys, "cannot read")
+    not_a_zip = tmp_path / "z.npz"
+    not_a_zip.write_bytes(b"PK\x03\x04 but nothing of a zip file")
+    _fails(["run", engine_path, "--input", f"x={not_a_zip}"], capsys, "is not a readable array file")
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 16, 16), np.float32))
     _fails(["run", engine_path, "--input", f"x={tmp_path / 'x.npy'}", "--input", f"x={tmp_path / 'x.npy'}"], capsys,
            "input 'x' is given twice")

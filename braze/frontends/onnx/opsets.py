@@ -126,10 +126,20 @@ def _hold(model: onnx.ModelProto) -> int:
                     if node.op_type == "Pad" and a.name == "paddings":  # Pad-1's name for Pad-2's pads
                         a.name = "pads"
                     if node.op_type == "Cast" and a.name == "to" and a.type == onnx.AttributeProto.STRING:
-                        a.CopyFrom(helper.make_attribute("to", onnx.TensorProto.DataType.Value(a.s.decode())))
+                        a.CopyFrom(helper.make_attribute("to", _type_named(node, a.s)))
     if n:
         model.opset_import.append(helper.make_opsetid(_HOLD, 1))
     return n
+
+
+def _type_named(node: onnx.NodeProto, name: bytes) -> int:
+    """Cast-1's `to`, a TensorProto.DataType by name ("FLOAT"), as its number."""
+    try:
+        return onnx.TensorProto.DataType.Value(name.decode())
+    except (ValueError, UnicodeDecodeError):
+        known = ", ".join(n for n in onnx.TensorProto.DataType.keys() if n != "UNDEFINED")
+        raise ModelError(f"node {node.name!r} (Cast, opset 1): attribute 'to' is {name!r}, not the name of an "
+                         f"ONNX tensor type ({known})") from None
 
 
 def _release(model: onnx.ModelProto, held: int, types: dict[str, int]) -> None:
