@@ -69,5 +69,6 @@ def check_memory(graph: Graph, target: Target, arena_size: int | None = None) ->
     activations = [t for t in graph.tensors().values() if t.is_static and id(t) not in constants]
     largest = max(activations, key=lambda t: t.nbytes, default=None)
     if largest is not None:
+        beside = "beside the weights" if target.is_cuda else "alone"  # NOTE: weights count on a GPU only
         check_device_memory(largest.nbytes, weights, target,
-                            what=f"the engine's tensor {largest.name!r} {largest.type_str()} alone")
+                            what=f"the engine's tensor {largest.name!r} {largest.type_str()} {beside}")

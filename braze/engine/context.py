@@ -342,7 +342,7 @@ class ExecutionContext:
         if device is not None and device.type != "cpu" and device != self.device:
             move = "x.cpu()" if self.device.type == "cpu" else f"x.to('{self.device}')"
             raise InputError(f"{what} is a tensor on {device}, but this engine runs on {self.device}: pass it "
-                             f"on {self.device} or the CPU ({move})")
+                             f"on {self.device} ({move})")
         return shape, device
 
     def _converted(self, binding: Binding, raw: Any) -> Any:

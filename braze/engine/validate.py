@@ -458,8 +458,9 @@ def check_memory(arena_bytes: int, weight_bytes: int, target: Target, what: str 
 
 def available_memory(target: Target) -> int | None:
     """Bytes that can still be allocated on `target`, or None where it cannot be told."""
-    if target.is_cuda:
-        return int(torch.cuda.mem_get_info(target.device)[0])
+    if target.is_cuda:  # NOTE: what torch's allocator holds but does not use (a dropped context's arena) is free
+        cached = torch.cuda.memory_reserved(target.device) - torch.cuda.memory_allocated(target.device)
+        return int(torch.cuda.mem_get_info(target.device)[0]) + cached
     found = []
     try:
         with open("/proc/meminfo") as f:

@@ -11,8 +11,8 @@ from ..frontends.test_hostile_models import matmul_model
 
 def test_declared_size_beyond_gpu_memory_is_refused_at_build():
     model = matmul_model(x_shape=(10 ** 10, 4), out_shape=(10 ** 10, 3))
-    with pytest.raises(BrazeError, match=r"alone needs [\d,.]+ GiB of cuda:0 memory .*, and only [\d,.]+ GiB is "
-                                         "available"):
+    with pytest.raises(BrazeError, match=r"beside the weights needs [\d,.]+ GiB of cuda:0 memory .*, "
+                                         r"and only [\d,.]+ GiB is available"):
         braze.Builder("cuda").build(model)
 
 

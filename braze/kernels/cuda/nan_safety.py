@@ -38,11 +38,20 @@ def _usable(device: torch.device) -> bool:
     return device.type == "cuda" and not torch.cuda.is_current_stream_capturing()
 
 
-@functools.cache
 def cudnn_relu_propagates(device: torch.device, dtype: torch.dtype, nhwc: bool, residual: bool) -> bool:
     """cuDNN's fused conv+bias(+add)+ReLU (torch.cudnn_convolution_(add_)relu) keeps NaN and inf."""
-    if not _usable(device):
-        return False
+    return _usable(device) and _cudnn_relu_propagates(device, dtype, nhwc, residual)
+
+
+def cublaslt_epilogue_propagates(device: torch.device, dtype: torch.dtype, gelu: bool) -> bool:
+    """cuBLASLt's bias+ReLU (or bias+GELU, tanh form) epilogue through torch._addmm_activation keeps NaN and inf."""
+    return _usable(device) and _cublaslt_epilogue_propagates(device, dtype, gelu)
+
+
+# NOTE: the probes are cached per process; _usable is checked outside them, so that a "no" given during a
+# capture (when no probe can run) is not remembered
+@functools.cache
+def _cudnn_relu_propagates(device: torch.device, dtype: torch.dtype, nhwc: bool, residual: bool) -> bool:
     fmt = torch.channels_last if nhwc else torch.contiguous_format
     x = _planted((2, 8, 9, 9), dtype, device, 0).contiguous(memory_format=fmt)
     w = (torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(1)) * 0.2).to(device, dtype)
@@ -62,10 +71,7 @@ def cudnn_relu_propagates(device: torch.device, dtype: torch.dtype, nhwc: bool, 
 
 
 @functools.cache
-def cublaslt_epilogue_propagates(device: torch.device, dtype: torch.dtype, gelu: bool) -> bool:
-    """cuBLASLt's bias+ReLU (or bias+GELU, tanh form) epilogue through torch._addmm_activation keeps NaN and inf."""
-    if not _usable(device):
-        return False
+def _cublaslt_epilogue_propagates(device: torch.device, dtype: torch.dtype, gelu: bool) -> bool:
     x = _planted((32, 24), dtype, device, 4)
     w = torch.randn(24, 40, generator=torch.Generator().manual_seed(5)).to(device, dtype)
     b = torch.randn(40, generator=torch.Generator().manual_seed(6)).to(device, dtype)
