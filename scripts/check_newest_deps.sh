@@ -5,7 +5,9 @@
 # differ from the pins. Usage: scripts/check_newest_deps.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=$(mktemp -d)/venv
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+venv=$scratch/venv
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q "torch==2.13.0"
 "$venv/bin/python" -m pip install -q -e ".[test]"
