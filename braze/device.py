@@ -4,10 +4,14 @@ An engine is specific to the hardware it was tuned on, as TensorRT's are. Its si
 the device kind, the GPU (name, compute capability, multiprocessor count) or CPU architecture, and
 the library versions. Loading checks the signature and refuses an engine built for another
 architecture with a message that says what it was built for and what was found.
+
+`check_memory` refuses sizes the device cannot hold (the builder, the runtime's loader and each new
+execution context call it); `human_bytes` is the one byte formatter its messages and the CLI share.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from typing import Any
@@ -97,3 +101,52 @@ def describe(sig: dict[str, Any]) -> str:
     if sig.get("kind") == "cuda":
         return f"{sig.get('name')} (compute capability {sig.get('compute_capability')}, {sig.get('sm_count')} SMs)"
     return f"CPU {sig.get('arch')}"
+
+
+def check_memory(arena_bytes: int, weight_bytes: int, target: Target, what: str = "this engine") -> None:
+    """Refuse to go on when `target` lacks the memory an engine declares: its arena (one per execution
+    context) and, on a GPU, its weights. A BrazeError says how much would be needed and how much there is."""
+    have = available_memory(target)
+    need = arena_bytes + (weight_bytes if target.is_cuda else 0)
+    if have is not None and need > have:
+        parts = f"{human_bytes(arena_bytes)} of activations"
+        if target.is_cuda:
+            parts += f" and {human_bytes(weight_bytes)} of weights"
+        raise BrazeError(f"{what} needs {human_bytes(need)} of {target} memory ({parts}), and only "
+                         f"{human_bytes(have)} is available")
+
+
+def available_memory(target: Target) -> int | None:
+    """Bytes that can still be allocated on `target`, or None where it cannot be told."""
+    if target.is_cuda:  # NOTE: what torch's allocator holds but does not use (a dropped context's arena) is free
+        cached = torch.cuda.memory_reserved(target.device) - torch.cuda.memory_allocated(target.device)
+        return int(torch.cuda.mem_get_info(target.device)[0]) + cached
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # NOTE: a cgroup's usage counts the page cache, which the kernel gives back when needed
+        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g, \
+                open("/sys/fs/cgroup/memory.stat") as h:
+            limit, used = f.read().strip(), int(g.read().strip())
+            cache = next((int(line.split()[1]) for line in h if line.startswith("file ")), 0)
+            if limit != "max":
+                found.append(int(limit) - (used - cache))
+    except (OSError, ValueError, IndexError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError):
+            return None
+    return max(min(found), 0)
+
+
+def human_bytes(n: float) -> str:
+    """`n` bytes for people: '1000 bytes', '16.00 KiB', '3.00 MiB', '1.50 GiB' (GiB the largest unit)."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} bytes"

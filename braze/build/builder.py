@@ -19,6 +19,7 @@ import torch
 
 from ..device import Target
 from ..engine import Engine, Plan
+from ..engine.validate import arena_alignment
 from ..errors import BrazeError, ShapeError
 from ..ir import DType, Graph, format_shape
 from ..kernels import tactics_for
@@ -98,7 +99,7 @@ class Builder:
         tactics = {t.name: t for t in tactics_for(self.target)}
         views = frozenset(n for n, c in layers.items() if tactics[c.tactic].moves_no_data)
         allocating = frozenset(n for n, c in layers.items() if not tactics[c.tactic].writes_output)
-        memory = plan_memory(graph, alignment=256 if self.target.is_cuda else 64, view_layers=views,
+        memory = plan_memory(graph, alignment=arena_alignment(self.target), view_layers=views,
                              allocating_layers=allocating)
         say(f"memory plan: {memory.arena_size / 2**20:.2f} MiB of activations")
         check_memory(graph, self.target, memory.arena_size)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Iterator
 
-from ..device import Target
-from ..engine.validate import check_memory as check_device_memory
+from ..device import Target, check_memory as check_device_memory
 from ..errors import ModelError
 from ..ir import DType, Graph, Node, Tensor, format_shape, subgraphs
 
@@ -58,15 +57,14 @@ def _graphs(graph: Graph) -> Iterator[Graph]:
 
 
 def check_memory(graph: Graph, target: Target, arena_size: int | None = None) -> None:
-    """Refuse an engine whose tensors cannot fit the target's memory (braze/engine/validate.py says what it has).
+    """Refuse an engine whose tensors cannot fit the target's memory (braze/device.py says what it has).
     Before the memory plan (`arena_size` None), the largest activation must fit, beside the weights on a GPU;
     after it, the arena."""
-    constants = {id(t): t for t in graph.constants() if t.is_static}
-    weights = sum(t.nbytes for t in constants.values())
+    weights = graph.weight_bytes()
     if arena_size is not None:
         check_device_memory(arena_size, weights, target, what="the engine")
         return
-    activations = [t for t in graph.tensors().values() if t.is_static and id(t) not in constants]
+    activations = [t for t in graph.tensors().values() if t.is_static and not t.is_constant]
     largest = max(activations, key=lambda t: t.nbytes, default=None)
     if largest is not None:
         beside = "beside the weights" if target.is_cuda else "alone"  # NOTE: weights count on a GPU only

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..device import check_memory
 from ..errors import BrazeError, ExecutionError, InputError
 from ..ir import (OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, DType, Tensor, contiguous_strides, format_shape,
                   to_numpy, to_torch)
@@ -39,6 +40,8 @@ _BUSY = ("this execution context is being used by another thread; create one con
 
 class ExecutionContext:
     def __init__(self, engine: Engine):
+        # NOTE: here, not in create_execution_context, so that a context made directly is checked too
+        check_memory(engine.device_memory_size, 0, engine.target, what="an execution context of this engine")
         self.engine = engine
         device = engine.target.device
         self.device = device

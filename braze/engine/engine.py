@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from ..device import Target, check_signature, describe
+from ..device import Target, check_memory, check_signature, describe
 from ..errors import BrazeError, DeviceMismatchError, EngineFormatError
 from ..ir import TENSOR, DType, Node, Tensor
 from ..kernels import Kernel, tactic_by_name
 from .format import deserialize, serialize
 from .plan import Plan
-from .validate import check_memory, validate_plan
+from .validate import validate_plan
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,8 @@ class Engine:
 
     @property
     def device_memory_size(self) -> int:
-        """Bytes of activation memory each execution context allocates: the planned arena, plus (CUDA)
-        the execution graph's pool for the outputs of library kernels, as measured when the engine was built."""
-        return self.plan.memory.arena_size + int(self.plan.build.get("graph_pool_bytes", 0))
+        """Bytes of activation memory each execution context allocates (Plan.device_memory_size)."""
+        return self.plan.device_memory_size
 
     @property
     def tf32(self) -> bool:
@@ -89,7 +88,6 @@ class Engine:
     def create_execution_context(self) -> "ExecutionContext":
         from .context import ExecutionContext
 
-        check_memory(self.device_memory_size, 0, self.target, what="an execution context of this engine")
         return ExecutionContext(self)
 
     def serialize(self) -> bytes:
@@ -167,10 +165,6 @@ class Engine:
         return len(self.slots) - 1
 
 
-def _weight_bytes(plan: Plan) -> int:
-    return sum(t.value.nbytes for t in plan.graph.constants())  # type: ignore[union-attr]
-
-
 def _value_inputs(node: Node) -> frozenset[int]:
     from ..ops import REGISTRY
 
@@ -202,7 +196,7 @@ class Runtime:
         target = self._target(header["device"])
         check_signature(plan.device, target)
         validate_plan(plan, target)
-        check_memory(plan.memory.arena_size + int(plan.build.get("graph_pool_bytes", 0)), _weight_bytes(plan), target)
+        check_memory(plan.device_memory_size, plan.graph.weight_bytes(), target)
         return Engine(plan, target)
 
     def _target(self, built_for: dict[str, Any]) -> Target:

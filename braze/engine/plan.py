@@ -45,6 +45,12 @@ class Plan:
     device: dict[str, Any]
     build: dict[str, Any] = field(default_factory=dict)  # how it was built: source, counts, timings
 
+    @property
+    def device_memory_size(self) -> int:
+        """Bytes of activation memory each execution context allocates: the planned arena, plus (CUDA)
+        the execution graph's pool for the outputs of library kernels, as measured when the engine was built."""
+        return self.memory.arena_size + int(self.build.get("graph_pool_bytes", 0))
+
     def to_json(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         weights: dict[str, torch.Tensor] = {}
         doc = {

@@ -10,14 +10,11 @@ unless it is one braze could run correctly. Three stages, each an EngineFormatEr
                    weights agree with their declared types, every type agrees with the ops' shape rules,
                    each layer's tactic exists and supports it, and the memory plan keeps every tensor
                    inside the arena, aligned, with strides of its rank, clear of every tensor live with it.
-
-`check_memory` refuses sizes the device cannot hold (the builder calls it too).
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -438,54 +435,3 @@ def _check_lifetimes(graph: Graph, tactics: list[Tactic], extent: dict[str, tupl
             if first[a] <= last[b] and first[b] <= last[a]:
                 raise _invalid(f"plan.memory.offsets[{b!r}] puts {b!r} on bytes of {a!r} while both are live "
                                f"(layers {max(first[a], first[b])} to {min(last[a], last[b])})")
-
-
-# -- sizes against the device ---------------------------------------------------------------------------
-
-def check_memory(arena_bytes: int, weight_bytes: int, target: Target, what: str = "this engine",
-                 available: Callable[[Target], int | None] | None = None) -> None:
-    """Refuse to go on when `target` lacks the memory an engine declares: its arena (one per execution
-    context) and, on a GPU, its weights. A BrazeError says how much would be needed and how much there is."""
-    have = (available or available_memory)(target)
-    need = arena_bytes + (weight_bytes if target.is_cuda else 0)
-    if have is not None and need > have:
-        parts = f"{_size(arena_bytes)} of activations"
-        if target.is_cuda:
-            parts += f" and {_size(weight_bytes)} of weights"
-        raise BrazeError(f"{what} needs {_size(need)} of {target} memory ({parts}), and only {_size(have)} is "
-                         f"available")
-
-
-def available_memory(target: Target) -> int | None:
-    """Bytes that can still be allocated on `target`, or None where it cannot be told."""
-    if target.is_cuda:  # NOTE: what torch's allocator holds but does not use (a dropped context's arena) is free
-        cached = torch.cuda.memory_reserved(target.device) - torch.cuda.memory_allocated(target.device)
-        return int(torch.cuda.mem_get_info(target.device)[0]) + cached
-    found = []
-    try:
-        with open("/proc/meminfo") as f:
-            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
-    except (OSError, ValueError, IndexError):
-        pass
-    try:  # NOTE: a cgroup's usage counts the page cache, which the kernel gives back when needed
-        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g, \
-                open("/sys/fs/cgroup/memory.stat") as h:
-            limit, used = f.read().strip(), int(g.read().strip())
-            cache = next((int(line.split()[1]) for line in h if line.startswith("file ")), 0)
-            if limit != "max":
-                found.append(int(limit) - (used - cache))
-    except (OSError, ValueError, IndexError):
-        pass
-    if not found:
-        try:
-            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (OSError, ValueError):
-            return None
-    return max(min(found), 0)
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} bytes"

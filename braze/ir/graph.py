@@ -154,6 +154,10 @@ class Graph:
                 seen.setdefault(id(t), t)
         return list(seen.values())
 
+    def weight_bytes(self) -> int:
+        """Bytes of the graph's constants (its weights), each counted once."""
+        return sum(t.value.nbytes for t in self.constants())  # type: ignore[union-attr]
+
     def _node_tensors(self) -> Iterator[Tensor]:
         for n in self.nodes:
             for t in n.inputs:

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..device import human_bytes  # noqa: F401  (the commands' byte formatter, shared with braze/device.py)
 from ..engine import Binding, Engine, Runtime
 from ..engine.format import is_engine_file
 from ..errors import BrazeError, EngineFormatError
@@ -210,11 +211,3 @@ def random_inputs(bindings: Sequence[Binding], seed: int = 0) -> dict[str, np.nd
         else:
             feeds[b.name] = rng.integers(0, 2, shape).astype(b.dtype.numpy)
     return feeds
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} GiB"

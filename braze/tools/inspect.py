@@ -33,7 +33,6 @@ def _tensor(t: Tensor | None) -> dict[str, Any] | None:
 
 def describe_engine(engine: Engine, size_bytes: int | None = None) -> dict[str, Any]:
     plan = engine.plan
-    weights = engine.graph.constants()
     layers = []
     for i, step in enumerate(engine.steps):
         node = step.node
@@ -61,8 +60,8 @@ def describe_engine(engine: Engine, size_bytes: int | None = None) -> dict[str, 
         "layers": layers,
         "memory": {
             "activation_bytes": engine.device_memory_size,
-            "weights_bytes": sum(t.value.nbytes for t in weights if t.value is not None),
-            "weight_tensors": len(weights),
+            "weights_bytes": engine.graph.weight_bytes(),
+            "weight_tensors": len(engine.graph.constants()),
         },
         "op_counts": dict(Counter(layer["op"] for layer in layers).most_common()),
         "tactic_counts": dict(Counter(layer["tactic"] for layer in layers).most_common()),
@@ -106,7 +105,7 @@ def describe_graph(graph: Graph) -> dict[str, Any]:
         "inputs": [_tensor(t) for t in graph.inputs],
         "outputs": [_tensor(t) for t in graph.outputs],
         "op_counts": dict(Counter(n.op for n in graph.nodes).most_common()),
-        "weights_bytes": sum(t.value.nbytes for t in graph.constants() if t.value is not None),
+        "weights_bytes": graph.weight_bytes(),
     }
 
 

@@ -68,6 +68,16 @@ def test_context_allocates_the_planned_arena_once(act_engine, act_input):
     assert ctx.arena.data_ptr() == ptr
 
 
+def test_every_way_of_making_a_context_checks_the_memory_left(act_engine, monkeypatch):
+    monkeypatch.setattr("braze.device.available_memory", lambda target: act_engine.device_memory_size - 1)
+    for make in (act_engine.create_execution_context, lambda: braze.ExecutionContext(act_engine)):
+        with pytest.raises(BrazeError, match=r"an execution context of this engine needs [\d.]+ \w+ of cpu memory "
+                                             r"\([\d.]+ \w+ of activations\), and only [\d.]+ \w+ is available"):
+            make()
+    monkeypatch.setattr("braze.device.available_memory", lambda target: act_engine.device_memory_size)
+    braze.ExecutionContext(act_engine)
+
+
 def test_contexts_run_concurrently_from_threads(act_engine):
     inputs = [np.random.default_rng(i).standard_normal((2, 3, 4, 5)).astype(np.float32) for i in range(4)]
     expected = [act_engine.create_execution_context().infer({"x": x})["y"] for x in inputs]

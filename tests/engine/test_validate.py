@@ -14,8 +14,8 @@ import onnx.numpy_helper as onh
 import pytest
 
 import braze
-from braze.device import Target
-from braze.engine.validate import arena_alignment, available_memory, check_memory
+from braze.device import Target, available_memory, check_memory, human_bytes
+from braze.engine.validate import arena_alignment
 from braze.errors import BrazeError, EngineFormatError
 
 from ..conftest import tiny_cnn
@@ -311,17 +311,20 @@ def test_arena_larger_than_the_memory_is_refused_on_load(cnn):
 
 def test_context_larger_than_the_memory_left_is_refused(cnn, monkeypatch):
     engine = braze.Runtime().load(cnn)
-    monkeypatch.setattr("braze.engine.validate.available_memory", lambda target: 1000)
+    monkeypatch.setattr("braze.device.available_memory", lambda target: 1000)
     with pytest.raises(BrazeError, match=r"an execution context of this engine needs 16\.00 KiB of cpu memory .*"
                                          r"only 1000 bytes is available"):
         engine.create_execution_context()
 
 
-def test_check_memory_says_what_is_needed_and_what_there_is():
+def test_check_memory_says_what_is_needed_and_what_there_is(monkeypatch):
     cpu = Target.parse("cpu")
-    check_memory(1 << 20, 1 << 30, cpu, available=lambda t: 2 << 20)  # CPU weights are in memory already
+    assert available_memory(cpu) > 0
+    monkeypatch.setattr("braze.device.available_memory", lambda t: 2 << 20)
+    check_memory(1 << 20, 1 << 30, cpu)  # CPU weights are in memory already
     with pytest.raises(BrazeError, match=r"the model needs 3\.00 MiB of cpu memory \(3\.00 MiB of activations\), "
                                          r"and only 2\.00 MiB is available"):
-        check_memory(3 << 20, 0, cpu, what="the model", available=lambda t: 2 << 20)
-    assert available_memory(cpu) > 0
+        check_memory(3 << 20, 0, cpu, what="the model")
+    assert [human_bytes(n) for n in (1000, 1 << 14, 3 << 20, 3 << 29)] == ["1000 bytes", "16.00 KiB", "3.00 MiB",
+                                                                           "1.50 GiB"]
     assert arena_alignment(cpu) == 64

@@ -15,7 +15,6 @@ import braze
 from braze import Builder, BuilderConfig
 from braze.build import checks
 from braze.device import Target
-from braze.engine import validate
 from braze.frontends.onnx.unsupported import find_unsupported
 from braze.errors import BrazeError, ModelError, ShapeError, UnsupportedError
 from braze.ir import DType, Graph, Node, Tensor
@@ -293,7 +292,7 @@ def test_declared_size_beyond_the_device_memory_is_refused_at_build():
 
 def test_planned_arena_beyond_the_device_memory_is_refused(monkeypatch):
     graph = braze.parse_onnx(matmul_model())
-    monkeypatch.setattr(validate, "available_memory", lambda target: 1000)
+    monkeypatch.setattr("braze.device.available_memory", lambda target: 1000)
     with pytest.raises(BrazeError, match=r"the engine needs 1\.00 MiB of cpu memory \(1\.00 MiB of activations\), "
                                          "and only 1000 bytes is available"):
         checks.check_memory(graph, Target.parse("cpu"), arena_size=1 << 20)
