@@ -8,7 +8,7 @@ bit flips, inserted bytes: the checksum must catch them) or structurally, editin
 JSON or the weights and recomputing the checksum (a forgery): layers swapped, offsets negative, huge,
 misaligned or overlapping, arena sizes, strides, ops, tactics, weight shapes and dtypes, deleted keys,
 values of the wrong JSON type, null outputs, the header's device. Each case is loaded, given an execution
-context and run on random inputs in a worker process, and classified:
+context and run on random inputs in a worker process (scripts/fuzz_common.py), and classified:
 
     refused        a BrazeError, at load, context creation or run
     same           it ran and gave the unmodified engine's outputs (a harmless edit)
@@ -24,26 +24,23 @@ The exit status is 1 when any case falls in a bad class. tests/fuzz/test_engine_
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import multiprocessing as mp
-import os
 import random
 import struct
 import sys
 import traceback
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+import fuzz_common
+from fuzz_common import CASE_SECONDS, Worker, fuzz_loop
+
 BAD = ("raw_exception", "crash", "hang", "wrong_answer")
 CLASSES = ("refused", "same", "consistent", *BAD)
-CASE_SECONDS = 20.0
-STARTUP_SECONDS = 300.0
 MEMORY_LIMIT = 4 << 30  # bytes of address space a worker may map beyond what it had after importing braze
 PREFIX = 48  # magic, version, sha256, header length
 
@@ -530,112 +527,20 @@ def run_case(case: Case) -> tuple[str, str]:
     return "wrong_answer", "ran, and differs from both the original and its own graph's reference evaluation"
 
 
-def _worker(conn) -> None:
-    import resource
-
-    import torch
-
-    import braze  # noqa: F401 -- imported before the memory limit
-
-    torch.set_num_threads(1)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (_mapped_bytes() + MEMORY_LIMIT, hard))
-    conn.send("ready")
-    while True:
-        case = conn.recv()
-        if case is None:
-            return
-        conn.send(run_case(case))
-
-
-def _mapped_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class Worker:
-    """Cases run in a child process, so that a crash or a hang is seen and the next case still runs."""
-
-    def __init__(self):
-        self.proc = None
-        self.conn = None
-
-    def run(self, case: Case, timeout: float) -> tuple[str, str]:
-        if self.proc is None or not self.proc.is_alive():
-            self._start()
-        self.conn.send(case)
-        if not self.conn.poll(timeout):
-            self._kill()
-            return "hang", f"no result after {timeout:.0f} s"
-        try:
-            return self.conn.recv()
-        except (EOFError, OSError):
-            code = self.proc.exitcode if self.proc else None
-            self._kill()
-            return "crash", f"worker died (exit code {code})"
-
-    def _start(self) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
-        self.proc.start()
-        child.close()
-        # NOTE: importing braze is not part of any case's time: on a loaded machine it alone can take many seconds
-        if not self.conn.poll(STARTUP_SECONDS) or self.conn.recv() != "ready":
-            raise RuntimeError(f"the fuzzing worker did not start within {STARTUP_SECONDS:.0f} s")
-
-    def _kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.join()
-        self.proc = None
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            self.conn.send(None)
-            self.proc.join(5)
-        self._kill()
-
-
 def fuzz(cases: int, seed: int, say: Callable[[str], None] = print, timeout: float = CASE_SECONDS) -> dict[str, Any]:
     """Run `cases` damaged or forged engines; returns totals per class, per mutation and the bad cases."""
     rng = random.Random(seed)
     seeds = build_seeds()
-    totals: Counter[str] = Counter()
-    per_mutation: dict[str, Counter[str]] = defaultdict(Counter)
-    bad: list[tuple[Case, str, str]] = []
-    worker = Worker()
-    try:
-        for index in range(cases):
-            case = make_case(index, rng, seeds)
-            outcome, detail = worker.run(case, timeout)
-            totals[outcome] += 1
-            per_mutation[case.mutation][outcome] += 1
-            if outcome in BAD:
-                bad.append((case, outcome, detail))
-                last = (detail.strip().splitlines() or [""])[-1]
-                say(f"case {index} ({case.seed}, {case.mutation}): {outcome}: {last}")
-    finally:
-        worker.close()
-    return {"totals": totals, "per_mutation": per_mutation, "bad": bad}
+    return fuzz_loop(cases, lambda index: make_case(index, rng, seeds), lambda worker, case: worker.run(case, timeout),
+                     Worker(run_case, MEMORY_LIMIT), BAD, say)
 
 
 def report(result: dict[str, Any], say: Callable[[str], None] = print) -> None:
-    say("totals: " + ", ".join(f"{c} {result['totals'][c]}" for c in CLASSES))
-    say(f"{'mutation':<16}" + "".join(f"{c:>14}" for c in CLASSES))
-    for mutation, counts in sorted(result["per_mutation"].items()):
-        say(f"{mutation:<16}" + "".join(f"{counts[c]:>14}" for c in CLASSES))
+    fuzz_common.report(result, CLASSES, (16, 14), say)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=CASE_SECONDS, help="seconds per case before a hang")
-    args = parser.parse_args(argv)
-    result = fuzz(args.cases, args.seed, timeout=args.timeout)
-    report(result)
-    return 1 if any(result["totals"][c] for c in BAD) else 0
+    return fuzz_common.main(argv, __doc__.splitlines()[0], fuzz, report, BAD)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 A few small valid models (conv, gemm, If and Loop, an initializer, external data in a temporary folder) are
 mutated byte by byte (bit flips, truncation of the serialized proto) and structurally (attributes, dims,
 dtypes, names, cycles, duplicate outputs, opsets, domains, external data locations). Each case is parsed,
-built for the CPU and run on random inputs by braze, and by onnxruntime, in a worker process, and classified:
+built for the CPU and run on random inputs by braze, and by onnxruntime, in a worker process
+(scripts/fuzz_common.py), and classified:
 
     ok                 braze and onnxruntime agree (same outputs, or both refuse)
     clean_error        braze refuses with a BrazeError where onnxruntime runs the model
@@ -22,18 +23,15 @@ The exit status is 1 when any case falls in a bad class. tests/fuzz/test_model_f
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import io
-import multiprocessing as mp
 import os
 import random
 import shutil
 import sys
 import tempfile
 import traceback
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -42,8 +40,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+import fuzz_common
+from fuzz_common import CASE_SECONDS, Worker, fuzz_loop
+
 BAD = ("raw_exception", "crash", "hang", "wrong_answer", "accepted_invalid")
-CASE_SECONDS = 20.0
 MEMORY_LIMIT = 6 << 30  # bytes of address space a worker may map beyond what it had after importing braze
 F = TensorProto.FLOAT
 
@@ -510,72 +510,21 @@ def classify(braze: tuple[str, Any], ref: tuple[str, Any, bool]) -> tuple[str, s
     return "braze_only", f"onnxruntime: {ref_detail}"
 
 
-# -- the worker --------------------------------------------------------------------------------------------
-
-def _worker(conn) -> None:
-    import resource
-
-    import braze  # noqa: F401 -- imported before the memory limit
-
-    import torch
-
-    torch.set_num_threads(1)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    usage = _mapped_bytes()
-    resource.setrlimit(resource.RLIMIT_AS, (usage + MEMORY_LIMIT, hard))
-    while True:
-        job = conn.recv()
-        if job is None:
-            return
-        runner, case = job
-        conn.send(run_braze(case) if runner == "braze" else run_reference(case))
+def run_job(job: tuple[str, Case]) -> tuple[Any, ...]:
+    """In the worker: `run_braze` or `run_reference` ("braze" or "reference") on a case."""
+    runner, case = job
+    return run_braze(case) if runner == "braze" else run_reference(case)
 
 
-def _mapped_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class Worker:
-    """braze runs in a child process, so that a crash or a hang is seen and the next case still runs."""
-
-    def __init__(self):
-        self.proc = None
-        self.conn = None
-
-    def run(self, case: Case, timeout: float, runner: str = "braze") -> tuple[Any, ...]:
-        """`runner` ("braze" or "reference") on `case` in the worker; ("hang", why) or ("crash", why) if so."""
-        if self.proc is None or not self.proc.is_alive():
-            self._start()
-        self.conn.send((runner, case))
-        if not self.conn.poll(timeout):
-            self._kill()
-            return "hang", f"no result after {timeout:.0f} s"
-        try:
-            return self.conn.recv()
-        except (EOFError, OSError):
-            code = self.proc.exitcode if self.proc else None
-            self._kill()
-            return "crash", f"worker died (exit code {code})"
-
-    def _start(self) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
-        self.proc.start()
-        child.close()
-
-    def _kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.join()
-        self.proc = None
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.is_alive():
-            self.conn.send(None)
-            self.proc.join(5)
-        self._kill()
+def judge(worker: Worker, case: Case, timeout: float) -> tuple[str, str]:
+    """The case's class and why, braze's result being compared with onnxruntime's."""
+    result = worker.run(("braze", case), timeout)
+    if result[0] in ("hang", "crash"):
+        return result
+    reference = worker.run(("reference", case), timeout)
+    if reference[0] in ("hang", "crash"):  # a model onnxruntime cannot finish counts as refused
+        reference = ("refused", f"onnxruntime: {reference[1]}", True)
+    return classify(result, reference)
 
 
 def fuzz(cases: int, seed: int, say: Callable[[str], None] = print, timeout: float = CASE_SECONDS
@@ -583,50 +532,20 @@ def fuzz(cases: int, seed: int, say: Callable[[str], None] = print, timeout: flo
     """Run `cases` mutated models; returns totals per class, per mutation and the bad cases."""
     rng = random.Random(seed)
     seeds = seed_models()
-    totals: Counter[str] = Counter()
-    per_mutation: dict[str, Counter[str]] = defaultdict(Counter)
-    bad: list[tuple[Case, str, str]] = []
-    worker = Worker()
     root = Path(tempfile.mkdtemp(prefix="braze-fuzz-"))
     try:
-        for index in range(cases):
-            case = make_case(index, rng, seeds, root)
-            result = worker.run(case, timeout)
-            if result[0] in ("hang", "crash"):
-                outcome, detail = result
-            else:
-                reference = worker.run(case, timeout, "reference")
-                if reference[0] in ("hang", "crash"):  # a model onnxruntime cannot finish counts as refused
-                    reference = ("refused", f"onnxruntime: {reference[1]}", True)
-                outcome, detail = classify(result, reference)
-            totals[outcome] += 1
-            per_mutation[case.mutation.split(":")[0]][outcome] += 1
-            if outcome in BAD:
-                bad.append((case, outcome, detail))
-                say(f"case {index} ({case.seed}, {case.mutation}): {outcome}: {detail.strip().splitlines()[-1]}")
+        return fuzz_loop(cases, lambda index: make_case(index, rng, seeds, root),
+                         lambda worker, case: judge(worker, case, timeout), Worker(run_job, MEMORY_LIMIT), BAD, say)
     finally:
-        worker.close()
         shutil.rmtree(root, ignore_errors=True)
-    return {"totals": totals, "per_mutation": per_mutation, "bad": bad}
 
 
 def report(result: dict[str, Any], say: Callable[[str], None] = print) -> None:
-    classes = ["ok", "clean_error", "braze_only", *BAD]
-    say("totals: " + ", ".join(f"{c} {result['totals'][c]}" for c in classes))
-    say(f"{'mutation':<14}" + "".join(f"{c:>17}" for c in classes))
-    for mutation, counts in sorted(result["per_mutation"].items()):
-        say(f"{mutation:<14}" + "".join(f"{counts[c]:>17}" for c in classes))
+    fuzz_common.report(result, ["ok", "clean_error", "braze_only", *BAD], (14, 17), say)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=CASE_SECONDS, help="seconds per case before a hang")
-    args = parser.parse_args(argv)
-    result = fuzz(args.cases, args.seed, timeout=args.timeout)
-    report(result)
-    return 1 if any(result["totals"][c] for c in BAD) else 0
+    return fuzz_common.main(argv, __doc__.splitlines()[0], fuzz, report, BAD)
 
 
 if __name__ == "__main__":
