@@ -288,6 +288,9 @@ class ExecutionContext:
         """Every input as the tensor (or list, or None) to bind. NOTE: names, kinds, dtypes, devices and shapes
         of all inputs are checked before any is converted: a broadcast view of the wrong shape, or a large input
         beside a wrong one, would otherwise be copied first."""
+        values = self._fast_path(feeds, copy)
+        if values is not None:
+            return values
         if not isinstance(feeds, Mapping):
             example = ", ".join(f"{b.name!r}: array" for b in self.engine.inputs)
             raise InputError(f"feeds must be a mapping of input name -> numpy array or torch tensor, e.g. "
@@ -306,6 +309,50 @@ class ExecutionContext:
         for b in self.engine.inputs:
             self._inspect(b, feeds[b.name], copy)
         return [self._converted(b, feeds[b.name]) for b in self.engine.inputs]
+
+    @functools.cached_property
+    def _fast_inputs(self) -> list[tuple[str, torch.dtype, np.dtype | None, tuple[int, ...]]] | None:
+        """Per input: its name, the torch dtype and numpy dtype (None: none) taken as they are, and its shape;
+        None when an input is a sequence or an optional, whose feeds are always checked in full."""
+        if any(b.kind != TENSOR for b in self.engine.inputs):
+            return None
+        # NOTE: only numpy's own dtypes: ml_dtypes' and emulated types' arrays go through to_torch's bit copies
+        return [(b.name, b.dtype.torch, b.dtype.numpy if b.dtype.numpy.isbuiltin == 1 and not b.dtype.emulated
+                 else None, tuple(b.shape)) for b in self.engine.inputs]  # type: ignore[arg-type]
+
+    def _fast_path(self, feeds: Any, copy: bool) -> list[torch.Tensor] | None:
+        """The inputs to bind when `feeds` is the common case, else None (then `_check` checks in full): a dict
+        of exactly the inputs, each a dense torch tensor (on the CPU or, for a CUDA engine, its device) or a
+        numpy array, of exactly its binding's dtype and shape. NOTE: every check `_check` makes is made here
+        too, only on fewer attributes (a quantized or meta tensor has another dtype or device); any value
+        it does not know for sure is left to the full check, which names what is wrong."""
+        specs = self._fast_inputs
+        if specs is None or type(feeds) is not dict or len(feeds) != len(specs):
+            return None
+        cpu_engine = not self._cuda
+        fed = []
+        for name, torch_dtype, numpy_dtype, shape in specs:
+            x = feeds.get(name)
+            kind = type(x)
+            if kind is torch.Tensor:
+                if x.dtype is not torch_dtype or x.layout is not torch.strided or x.is_nested:
+                    return None
+                if not (x.is_cpu if cpu_engine else (x.device == self.device or (copy and x.is_cpu))):
+                    return None
+            elif kind is not np.ndarray or numpy_dtype is None or x.dtype != numpy_dtype:
+                return None
+            if x.shape != shape:
+                return None
+            fed.append(x)
+        values = []
+        for x in fed:
+            if type(x) is np.ndarray:
+                values.append(torch.from_numpy(x.copy()))  # NOTE: C order; a byte-swapped dtype is not ==
+            else:
+                if x.requires_grad:
+                    x = x.detach()
+                values.append(x.contiguous() if cpu_engine else x)
+        return values
 
     def _inspect(self, binding: Binding, raw: Any, copy: bool) -> None:
         """Refuse a value that does not fit `binding`, reading only its type, dtype, device and shape."""

@@ -237,3 +237,41 @@ def test_a_broadcast_view_of_the_right_shape_runs(act_engine, act_input):
 def test_a_cpu_engine_cannot_run_on_cpu_inputs_asynchronously(act_engine, act_input):
     with pytest.raises(BrazeError, match="execute_async runs CUDA engines"):
         act_engine.create_execution_context().execute_async({"x": torch.from_numpy(act_input)})
+
+
+def test_common_feeds_skip_the_full_check_and_give_its_answer(act_engine, act_input, monkeypatch):
+    """A dict of dense arrays or tensors of the binding's exact dtype and shape takes the fast path, which
+    must answer what the full check (taken by a Mapping that is not a dict) answers."""
+    from collections import OrderedDict
+
+    from braze.engine import context
+
+    ctx = act_engine.create_execution_context()
+    expected = ctx.infer(OrderedDict(x=act_input))["y"]
+    monkeypatch.setattr(context, "_metadata", lambda *a: pytest.fail("the full check ran for a common feed"))
+    np.testing.assert_array_equal(ctx.infer({"x": act_input})["y"], expected)
+    np.testing.assert_array_equal(ctx.infer({"x": torch.from_numpy(act_input)})["y"].numpy(), expected)
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: x.astype(">f4"),  # byte-swapped: not numpy's native float32
+    lambda x: np.asfortranarray(x),
+    lambda x: x[:, :, :, ::-1].copy()[:, :, :, ::-1],  # negative strides
+    lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 1, 0))).permute(3, 2, 1, 0),
+    lambda x: torch.from_numpy(x).requires_grad_(),
+    lambda x: torch.nn.Parameter(torch.from_numpy(x)),
+])
+def test_feeds_beside_the_fast_path_still_run_right(act_engine, act_input, make):
+    ctx = act_engine.create_execution_context()
+    expected = ctx.infer({"x": act_input})["y"]
+    y = ctx.infer({"x": make(act_input)})["y"]
+    assert not (isinstance(y, torch.Tensor) and y.requires_grad)
+    np.testing.assert_array_equal(y.detach().numpy() if isinstance(y, torch.Tensor) else y, expected)
+
+
+@pytest.mark.parametrize("layout", [torch.strided, torch.jagged])
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors:UserWarning")
+def test_a_nested_tensor_is_refused_by_name(act_engine, layout):
+    x = torch.nested.nested_tensor([torch.zeros(3, 4, 5), torch.zeros(3, 4, 5)], layout=layout)
+    with pytest.raises(InputError, match="'x' is a (nested|jagged) tensor; pass a dense one"):
+        act_engine.create_execution_context().infer({"x": x})
