@@ -339,7 +339,8 @@ class ExecutionContext:
                     return None
                 if not (x.is_cpu if cpu_engine else (x.device == self.device or (copy and x.is_cpu))):
                     return None
-            elif kind is not np.ndarray or numpy_dtype is None or x.dtype != numpy_dtype:
+            elif kind is not np.ndarray or not copy or numpy_dtype is None or x.dtype != numpy_dtype:
+                # NOTE: not copy: execute_async, which refuses numpy arrays (the full check says so)
                 return None
             if x.shape != shape:
                 return None

@@ -275,3 +275,12 @@ def test_a_nested_tensor_is_refused_by_name(act_engine, layout):
     x = torch.nested.nested_tensor([torch.zeros(3, 4, 5), torch.zeros(3, 4, 5)], layout=layout)
     with pytest.raises(InputError, match="'x' is a (nested|jagged) tensor; pass a dense one"):
         act_engine.create_execution_context().infer({"x": x})
+
+
+def test_the_fast_path_keeps_execute_asyncs_refusal_of_host_values(act_engine, act_input):
+    """execute_async (copy=False) takes tensors on the engine's device only; the CPU engine's own device
+    stands for it here (execute_async itself runs CUDA engines: tests/gpu/test_context_use.py)."""
+    ctx = act_engine.create_execution_context()
+    with pytest.raises(InputError, match="'x' is a numpy array; execute_async takes tensors on cpu"):
+        ctx._check({"x": act_input}, copy=False)
+    assert ctx._check({"x": torch.from_numpy(act_input)}, copy=False)[0].data_ptr() == act_input.ctypes.data
