@@ -8,8 +8,8 @@
 
 Errors braze reports (BrazeError) print as one `[E]` line and exit with status 1; a bad argument is
 argparse's usage line and status 2. Paths the command will write, and input files, are checked
-before the long work. Long loops show a live count on stderr where it is a terminal (--progress,
---no-progress override).
+before the long work. `run` and `demo` show a live count of their timed runs on stderr where it is a
+terminal (--progress, --no-progress override).
 """
 
 from __future__ import annotations
@@ -79,8 +79,6 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     precision.add_argument("--bf16", action="store_true", help="BF16 engine")
     p.add_argument("--tf32", action="store_true", help="let FP32 matrix products and convolutions use TF32")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache to read and extend")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a live count of long loops on stderr (default: where stderr is a terminal)")
 
 
 def _register_build(sub) -> None:
@@ -158,6 +156,8 @@ def _register_run(sub) -> None:
     p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (default 2)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a live count of the timed runs on stderr (default: where stderr is a terminal)")
     _add_build_options(p)
     p.set_defaults(func=_run)
 

@@ -236,7 +236,7 @@ def test_cli_constant_fixes_an_input_at_build_time(tmp_path, capsys):
     onnx.save(model, tmp_path / "rate.onnx")
     engine_file = tmp_path / "rate.engine"
     assert main(["build", str(tmp_path / "rate.onnx"), "-o", str(engine_file), "--shapes", "x:2x2",
-                 "--constant", "sr=8000", "--no-progress"]) == 0
+                 "--constant", "sr=8000"]) == 0
     engine = braze.Runtime().load(engine_file.read_bytes())
     assert [t.name for t in engine.inputs] == ["x"] and "If" not in {n.op for n in engine.graph.nodes}
     x = rand(2, 2)
@@ -246,7 +246,7 @@ def test_cli_constant_fixes_an_input_at_build_time(tmp_path, capsys):
                          ("sr=fast", "--constant 'sr=fast': 'fast' is not a number"),
                          ("rate=1", "constants given for 'rate', which the model does not have as inputs")):
         assert main(["build", str(tmp_path / "rate.onnx"), "-o", str(engine_file), "--shapes", "x:2x2",
-                     "--constant", bad, "--no-progress"]) != 0
+                     "--constant", bad]) != 0
         assert message in capsys.readouterr().err
 
 
