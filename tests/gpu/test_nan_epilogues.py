@@ -126,11 +126,29 @@ def gemm_node(dtype: torch.dtype, act: str, residual: bool) -> tuple[Node, list]
     return Node("FusedGemm", inputs, [Tensor("y", d, (4, 16, 24))], attrs, name="gemm", domain="braze"), args
 
 
-@pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
+# NOTE: an open defect, seen on an H100 (torch 2.11, cuDNN 9.19): cuDNN's channels-last FP16 convolution returns
+# finite values at about half the outputs that should be +-inf (NaN is kept; NCHW FP16, BF16 and FP32 keep both).
+# braze's FP16 convolutions run channels-last, so such a run loses infinities silently; see
+# test_cudnn_fp16_channels_last_keeps_infinities, which fails until it is fixed or worked around.
+CUDNN_FP16_NHWC_INF = pytest.mark.xfail(reason="cuDNN's channels-last FP16 convolution loses +-inf (open defect)")
+
+
+@pytest.mark.parametrize("dtype", [pytest.param(d, marks=CUDNN_FP16_NHWC_INF) if n == "fp16" else d
+                                   for n, d in DTYPES.items()], ids=DTYPES.keys())
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_fused_conv_every_tactic(act, residual, dtype):
     assert every_config(*conv_node(dtype, act, residual)) > 0
+
+
+@pytest.mark.xfail(strict=True, reason="cuDNN's channels-last FP16 convolution loses +-inf (open defect)")
+def test_cudnn_fp16_channels_last_keeps_infinities():
+    x = planted((2, 8, 10, 10), 3, torch.float16)
+    w = (torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(1)) * 0.2).half()
+    expected = F.conv2d(x.double(), w.double(), padding=1)
+    cl = torch.channels_last
+    actual = F.conv2d(x.cuda().contiguous(memory_format=cl), w.cuda().contiguous(memory_format=cl), padding=1)
+    assert nonfinite_mismatch(actual.double().cpu(), expected) is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
