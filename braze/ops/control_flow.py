@@ -72,10 +72,11 @@ INVALID_BRANCH = "_invalid_branch"  # set by shape inference: "else branch: why 
 
 
 def invalid_branches(graph: Graph) -> list[str]:
-    """A line for each If of `graph` with a branch that cannot take the shapes inferred (the builder shows them)."""
+    """A line for each If of `graph` and of its subgraphs with a branch that cannot take the shapes inferred (the
+    builder shows them)."""
     return [f"If {n.name!r}: its {n.attrs[INVALID_BRANCH].split(':')[0]} cannot take these shapes and fails at run "
             "time if its condition chooses it (fix the condition's input with a build-time constant to drop it)"
-            for n in graph.nodes if n.op == "If" and n.attrs.get(INVALID_BRANCH)]
+            for g in _nested(graph) for n in g.nodes if n.op == "If" and n.attrs.get(INVALID_BRANCH)]
 
 
 @op("If", since=1, infer=_infer_if, outer_inputs=True)

@@ -198,6 +198,20 @@ def test_if_branch_invalid_for_the_shapes_builds_and_fails_only_when_taken():
         ctx.infer({"x": x, "sr": np.array(8000)})
 
 
+def test_an_invalid_branch_of_a_nested_if_is_warned_about_too():
+    rate = _rate_model()
+    inner = [n for n in rate.graph.node if n.op_type != "Relu"]
+    outer_then = branch("rated", inner, "z")
+    outer_else = branch("fixed", [oh.make_node("MatMul", ["x", "w16"], ["f"], name="mm_fixed")], "f")
+    nodes = [oh.make_node("If", ["use_rate"], ["z2"], name="outer", then_branch=outer_then, else_branch=outer_else),
+             oh.make_node("Relu", ["z2"], ["y"], name="relu")]
+    model = model_of(nodes, [vi("x", F, ["n", "frame"]), vi("sr", I64, []), vi("use_rate", B, [])],
+                     [vi("y", F, ["n", 3])], list(rate.graph.initializer))
+    lines = []
+    braze.Builder("cpu").build(model, braze.BuilderConfig(shapes={"x": (2, 4)}, progress=lines.append))
+    assert "warning: If 'by_rate': its else branch cannot take these shapes" in "\n".join(lines)
+
+
 def test_if_of_two_invalid_branches_fails_the_build_naming_the_node():
     model = _rate_model()
     with pytest.raises(braze.errors.ShapeError, match=r"then branch of node 'by_rate' \(If\).*'mm16'"):
