@@ -8,6 +8,12 @@ reach a user-facing entry point are wrapped into one, with the original chained 
 from __future__ import annotations
 
 
+def first_line(e: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (its type's name where it has none), for a one-line report."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
 class BrazeError(Exception):
     """Base of every user-facing braze error."""
 

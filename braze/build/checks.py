@@ -4,11 +4,10 @@ ops make, and the memory an engine would need against what the target device has
 from __future__ import annotations
 
 import logging
-from typing import Iterator
 
 from ..device import Target, check_memory as check_device_memory
 from ..errors import ModelError
-from ..ir import DType, Graph, Node, Tensor, format_shape, subgraphs
+from ..ir import DType, Graph, Node, Tensor, format_shape
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +19,7 @@ def declared_types(graph: Graph) -> Declared:
     """The types a model declares for its node outputs (ONNX outputs and value_info), taken before shape
     inference replaces them with what the ops make."""
     found: Declared = {}
-    for g in _graphs(graph):
+    for g in graph.walk():
         for node in g.nodes:
             for t in node.outputs:
                 if t.dtype is not None or t.shape is not None:
@@ -47,13 +46,6 @@ def check_declared(graph: Graph, declared: Declared) -> None:
                                              for d, e in zip(shape, t.shape)):
             log.warning("%s is declared %s in the model, but the op makes %s; braze goes by the op", what,
                         format_shape(shape), format_shape(t.shape))
-
-
-def _graphs(graph: Graph) -> Iterator[Graph]:
-    yield graph
-    for node in graph.nodes:
-        for sub in subgraphs(node):
-            yield from _graphs(sub)
 
 
 def check_memory(graph: Graph, target: Target, arena_size: int | None = None) -> None:

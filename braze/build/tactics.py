@@ -17,18 +17,18 @@ import torch
 
 from ..device import Target
 from ..engine import LayerChoice
-from ..errors import UnsupportedError
+from ..errors import UnsupportedError, first_line
 from ..ir import Graph, Node, subgraphs
 from ..kernels import tactics_for
 from ..kernels.tactic import Tactic, detached_from
 from ..ops import REGISTRY
 from ..ops.opdef import input_dtypes
 from ..ops.subgraph import has_random
+from ..progress import Progress
 from ..testing import rel_l2, tolerance
 from ..tune import TimingCache, layer_key, time_kernel
 from ..tune.timing import L2Flusher
 
-Progress = Callable[[str], None]
 # NOTE: called as timer(run, device, flush=...) -> median milliseconds of run(); time_kernel on the GPU, a fake in tests
 Timer = Callable[..., float]
 
@@ -89,7 +89,7 @@ class _Tuner:
                 results = list(produced) if produced is not None else outs
                 _synchronize(self.target.device)
             except Exception as e:  # a candidate that cannot run this layer is simply not chosen
-                self._drop(timings, label, where, node, f"failed ({_first_line(e)})")
+                self._drop(timings, label, where, node, f"failed ({first_line(e, 120)})")
                 continue
             if reference is None:
                 reference = [r.float() for r in results]
@@ -104,7 +104,7 @@ class _Tuner:
                 try:
                     ms = self.timer(lambda: kernel(args, outs), self.target.device, flush=self.flush)
                 except Exception as e:  # NOTE: a kernel that ran once may still fail when repeated
-                    self._drop(timings, label, where, node, f"failed while timed ({_first_line(e)})")
+                    self._drop(timings, label, where, node, f"failed while timed ({first_line(e, 120)})")
                     continue
             timings[label] = ms
             if best is None or ms < best[0]:
@@ -124,10 +124,6 @@ class _Tuner:
     def _drop(self, timings: dict[str, float], label: str, where: str, node: Node, why: str) -> None:
         timings[label] = float("nan")
         self.say(f"  {where} {node.name}: {label} {why}")
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
 
 
 def _reference(node: Node, inputs: list[torch.Tensor | None], device: torch.device) -> list[torch.Tensor] | None:

@@ -250,22 +250,11 @@ def _check_schedule(graph: Graph) -> None:
 
 
 def _check_weights(graph: Graph) -> None:
-    seen: set[int] = set()
-
-    def check(g: Graph) -> None:
-        for t in g.constants():
-            if id(t) in seen:
-                continue
-            seen.add(id(t))
-            value: torch.Tensor = t.value  # type: ignore[assignment]
-            if t.dtype is None or value.dtype != t.dtype.torch or tuple(value.shape) != t.shape:
-                held = f"{str(value.dtype).removeprefix('torch.')}{format_shape(tuple(value.shape))}"
-                raise _invalid(f"weight {t.name!r} is declared {t.type_str()} in the plan, but the weights hold {held}")
-        for node in g.nodes:
-            for sub in subgraphs(node):
-                check(sub)
-
-    check(graph)
+    for t in {id(t): t for g in graph.walk() for t in g.constants()}.values():
+        value: torch.Tensor = t.value  # type: ignore[assignment]
+        if t.dtype is None or value.dtype != t.dtype.torch or tuple(value.shape) != t.shape:
+            held = f"{str(value.dtype).removeprefix('torch.')}{format_shape(tuple(value.shape))}"
+            raise _invalid(f"weight {t.name!r} is declared {t.type_str()} in the plan, but the weights hold {held}")
 
 
 def _check_types(graph: Graph) -> None:
@@ -324,8 +313,9 @@ def _check_memory_plan(plan: Plan, tactics: list[Tactic], target: Target) -> Non
             writers[t.name] = (i, node, tactic)
     strides: dict[str, list[int]] = {}
     extent: dict[str, tuple[int, int]] = {}  # name -> (first byte, end byte)
-    for name in sorted(set(memory.strides) - set(memory.offsets)):
-        raise _invalid(f"plan.memory.strides[{name!r}] is given for a tensor without an arena offset")
+    unplaced = sorted(set(memory.strides) - set(memory.offsets))
+    if unplaced:
+        raise _invalid(f"plan.memory.strides[{unplaced[0]!r}] is given for a tensor without an arena offset")
     for name, offset in memory.offsets.items():
         field = f"plan.memory.offsets[{name!r}]"
         if name not in writers:

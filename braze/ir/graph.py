@@ -276,6 +276,13 @@ class Graph:
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
             raise ModelError(f"graph {self.name!r} is not well formed:\n  {shown}{more}")
 
+    def walk(self) -> Iterator["Graph"]:
+        """This graph, then every subgraph of its nodes (an If's branches, a Loop's body), depth first."""
+        yield self
+        for node in self.nodes:
+            for sub in subgraphs(node):
+                yield from sub.walk()
+
     # -- copying and printing -------------------------------------------------------------
 
     def copy(self) -> "Graph":

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import ExecutionError, ModelError, ShapeError
-from ..ir import TENSOR, DType, Graph, Node, Tensor, subgraphs
+from ..ir import TENSOR, DType, Graph, Node, Tensor
 from .evaluate import device_of
 from .infer import VALUE_LIMIT, Inferred, describe_node
 from .opdef import op
@@ -54,7 +54,7 @@ def _infer_if(node: Node, values: Sequence[torch.Tensor | None]) -> list[Inferre
 def _try_branch(node: Node, branch: Graph, known: dict, what: str) -> tuple[list[Inferred] | None, ShapeError | None]:
     """The branch's output types, or (None, why) when it cannot take these shapes: its values are then left
     typed as the model declared them, as an untaken branch's are."""
-    made = [t for g in _nested(branch) for n in g.nodes for t in n.outputs]
+    made = [t for g in branch.walk() for n in g.nodes for t in n.outputs]
     declared = [(t.dtype, t.shape, t.kind) for t in made]
     try:
         return infer_body(node, branch, [], known, what), None
@@ -62,10 +62,6 @@ def _try_branch(node: Node, branch: Graph, known: dict, what: str) -> tuple[list
         for t, (dtype, shape, kind) in zip(made, declared):
             t.dtype, t.shape, t.kind = dtype, shape, kind
         return None, e
-
-
-def _nested(graph: Graph) -> list[Graph]:
-    return [graph] + [g for n in graph.nodes for sub in subgraphs(n) for g in _nested(sub)]
 
 
 INVALID_BRANCH = "_invalid_branch"  # set by shape inference: "else branch: why it cannot take these shapes"
@@ -76,7 +72,7 @@ def invalid_branches(graph: Graph) -> list[str]:
     builder shows them)."""
     return [f"If {n.name!r}: its {n.attrs[INVALID_BRANCH].split(':')[0]} cannot take these shapes and fails at run "
             "time if its condition chooses it (fix the condition's input with a build-time constant to drop it)"
-            for g in _nested(graph) for n in g.nodes if n.op == "If" and n.attrs.get(INVALID_BRANCH)]
+            for g in graph.walk() for n in g.nodes if n.op == "If" and n.attrs.get(INVALID_BRANCH)]
 
 
 @op("If", since=1, infer=_infer_if, outer_inputs=True)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..errors import BrazeError, ShapeError, UnsupportedError
+from ..errors import BrazeError, ShapeError, UnsupportedError, first_line
 from ..ir import TENSOR, DType, Graph, Node, Tensor
 from .opdef import input_dtypes, sizing
 
@@ -79,7 +79,7 @@ def infer_node(opdef: Any, node: Node, values: Sequence[torch.Tensor | None]) ->
     except BrazeError:
         raise
     except Exception as e:  # a shape rule failing means the node's inputs do not fit the op
-        raise ShapeError(f"{describe_node(node)}: {_first_line(e)}") from e
+        raise ShapeError(f"{describe_node(node)}: {first_line(e)}") from e
     if len(results) < n_out:
         raise ShapeError(f"{describe_node(node)}: the op gives {len(results)} outputs, the node asks for {n_out}")
     if not opdef.wants_dtypes:
@@ -159,11 +159,6 @@ def describe_node(node: Node) -> str:
     """`node 'conv1' (Conv) with inputs x: float32[1,3,224,224], w: float32[64,3,7,7]`."""
     ins = ", ".join("_" if t is None else f"{t.name}: {t.type_str()}" for t in node.inputs)
     return f"node {node.name!r} ({node.op}) with inputs {ins or 'none'}"
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
 
 
 def meta_like(t: Tensor) -> torch.Tensor:

@@ -118,8 +118,7 @@ def writable_file(path: str, option: str) -> Path:
     if not folder.is_dir():
         raise BrazeError(f"{option} {path}: the folder {folder} does not exist; create it first")
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".braze-", suffix=".tmp"):
-            pass
+        _probe(folder)
     except OSError as e:
         raise BrazeError(f"{option} {path}: cannot write in {folder}: {e.strerror or e}") from None
     return target
@@ -132,11 +131,16 @@ def output_dir(path: str, option: str) -> Path:
         raise BrazeError(f"{option} {path}: is a file, not a folder; give a folder to write the outputs into")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".braze-", suffix=".tmp"):
-            pass
+        _probe(folder)
     except OSError as e:
         raise BrazeError(f"{option} {path}: cannot write there: {e.strerror or e}") from None
     return folder
+
+
+def _probe(folder: Path) -> None:
+    """Raise OSError unless a new file can be made in `folder` (made and removed at once)."""
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".braze-", suffix=".tmp"):
+        pass
 
 
 ENGINE_SUFFIXES = (".engine", ".plan")

@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 import onnx
 from onnx import helper, version_converter
 
-from ...errors import ModelError, UnsupportedError
+from ...errors import ModelError, UnsupportedError, first_line
 from ...ops import REGISTRY
 from .loader import all_graphs
 from .unsupported import ONNX_DOMAINS
@@ -106,9 +106,9 @@ def upgrade(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
     try:
         converted = version_converter.convert_version(work, TARGET)
     except Exception as e:  # the converter raises bare RuntimeErrors and assertion texts
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UnsupportedError(f"{where}: opset {opset} model with op versions braze lacks ({listing}); "
-                               f"onnx.version_converter could not bring it to opset {TARGET}: {first}") from None
+                               f"onnx.version_converter could not bring it to opset {TARGET}: "
+                               f"{first_line(e)}") from None
     _release(converted, held, types)
     log.info("%s: converted from opset %d to %d for the op versions braze lacks (%s)", where, opset, TARGET, listing)
     return converted
