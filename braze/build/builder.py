@@ -25,8 +25,8 @@ from ..ir import DType, Graph, format_shape
 from ..kernels import tactics_for
 from ..ops import infer_shapes
 from ..ops.control_flow import invalid_branches
-from ..passes.pipeline import PassContext, optimize
-from ..precision import lower_precision
+from ..passes.pipeline import PRECISION_PIPELINE, PassContext, optimize
+from ..precision import Precision, PrecisionPolicy, lower_precision
 from ..progress import Progress, ProgressSetting, reporter
 from ..tune import TimingCache
 from .checks import check_declared, check_memory, declared_types
@@ -42,8 +42,9 @@ class BuilderConfig:
     shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
     constants: Mapping[str, Any] = field(default_factory=dict)  # inputs fixed at build time: {"sr": 16000}
     optimization_level: int = 3  # 0: graph as parsed, heuristic tactics, no timing; higher: wider search
-    precision: str = "fp32"  # fp32, fp16 or bf16
-    tf32: bool = False  # let fp32 matrix products and convolutions use TF32 (CUDA)
+    # what layers may run in: a PrecisionPolicy, or "fp32", "fp16", "bf16", "fp16,int8", ... (docs/quantization.md)
+    precision: PrecisionPolicy | str | Sequence[str] = "fp32"
+    tf32: bool = False  # let fp32 matrix products and convolutions use TF32 (CUDA); the same as allowing tf32
     timing_cache: str | None = None  # a timing cache file to read and extend
     progress: ProgressSetting = None  # a callback, or True/False; None: lines on stderr where it is a terminal
     dump_dir: str | None = None  # write the graph after every pass here (also BRAZE_DEBUG=passes)
@@ -57,9 +58,7 @@ class Builder:
         """Build an engine from a Graph, a Network, or anything `parse_onnx` takes."""
         config = config or BuilderConfig()
         say = reporter(config.progress)
-        precision = _PRECISIONS.get(config.precision)  # NOTE: the config is checked before any long work
-        if precision is None:
-            raise BrazeError(f"precision {config.precision!r}: choose one of {', '.join(_PRECISIONS)}")
+        policy = PrecisionPolicy.parse(config.precision, tf32=config.tf32)  # NOTE: checked before any long work
         level = config.optimization_level
         if not isinstance(level, int) or isinstance(level, bool) or level < 0:
             raise BrazeError(f"optimization_level {level!r}: an integer, 0 (the graph as parsed) or more")
@@ -79,20 +78,23 @@ class Builder:
         graph.verify()
         check_memory(graph, self.target)
 
-        passes = PassContext(level=config.optimization_level, target=self.target.kind, precision=config.precision,
+        passes = PassContext(level=config.optimization_level, target=self.target.kind, policy=policy,
                              dump_dir=Path(config.dump_dir) if config.dump_dir else None)
         if config.optimization_level > 0:
             optimize(graph, passes)
             say(f"optimized: {source_nodes} nodes -> {len(graph.nodes)} layers "
                 f"({sum(passes.fired.values())} rewrites)")
 
-        if precision is not DType.float32:
-            lower_precision(graph, precision)
+        if policy.float_type is not DType.float32:
+            keep = frozenset(n.name for n in graph.nodes if policy.pinned(n) == Precision.FP32)
+            lower_precision(graph, policy.float_type, keep=keep)
             infer_shapes(graph)
             graph.verify()
+        if config.optimization_level > 0:
+            optimize(graph, passes, PRECISION_PIPELINE)
 
         cache = TimingCache(self.target.signature(), config.timing_cache) if self.target.is_cuda else None
-        with _tf32(config.tf32):
+        with _tf32(policy.tf32):
             layers = choose_tactics(graph, self.target, config.optimization_level, say, cache)
         if cache is not None:
             cache.save()
@@ -107,8 +109,9 @@ class Builder:
             "source_nodes": source_nodes,
             "layers": len(graph.nodes),
             "optimization_level": config.optimization_level,
-            "precision": config.precision,
-            "tf32": config.tf32,
+            "precision": policy.describe(),
+            "policy": policy.to_json(),
+            "tf32": policy.tf32,
             "rules_fired": dict(sorted(passes.fired.items())),
             "pass_seconds": {k: round(v, 4) for k, v in passes.seconds.items()},
         })
@@ -187,9 +190,6 @@ def _dynamic(shape: tuple | None) -> str:
         return "rank unknown"
     dims = [str(i) for i, d in enumerate(shape) if not isinstance(d, int)]
     return f"dynamic dim{'s' if len(dims) > 1 else ''} {', '.join(dims)}"
-
-
-_PRECISIONS = {"fp32": DType.float32, "fp16": DType.float16, "bf16": DType.bfloat16}
 
 
 @contextlib.contextmanager

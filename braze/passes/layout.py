@@ -3,29 +3,32 @@ on a GPU lowered to FP16/BF16 (cuDNN's tensor-core kernels) and on a CPU with on
 convolution is marked `layout=nhwc`; pooling and elementwise kernels keep that layout and the memory plan
 gives their outputs channels-last strides, so tensors change layout only at the region's boundaries (the
 first convolution converts the NCHW input once). Kernels and the tuner honour the mark.
+
+It runs after the precision stage, so each convolution is judged by the type it computes in.
 """
 
 from __future__ import annotations
 
-from ..ir import Graph
+from ..ir import DType, Graph
 from ..ops.fused import DOMAIN
 from .util import node
 
 
-def prefers_nhwc(target: str, precision: str) -> bool:
+def prefers_nhwc(target: str, dtype: DType | None) -> bool:
+    """Whether a convolution computing in `dtype` is fastest channels-last on `target`."""
     if target == "cuda":
-        return precision in ("fp16", "bf16")
+        return dtype in (DType.float16, DType.bfloat16)
     from ..kernels.cpu.conv import onednn_available
 
-    return precision == "fp32" and onednn_available()
+    return dtype == DType.float32 and onednn_available()
 
 
 def run(graph: Graph, ctx) -> None:
-    if not prefers_nhwc(ctx.target, ctx.precision):
-        return
     for i, n in enumerate(graph.nodes):
         w = n.input(1)
         if n.op not in ("Conv", "FusedConv") or w is None or w.rank != 4 or not w.is_constant:
+            continue
+        if not prefers_nhwc(ctx.target, n.inputs[0].dtype):
             continue
         if n.op == "Conv":
             attrs = {**n.attrs, "activation": "none", "act_params": []}

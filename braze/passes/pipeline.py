@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..ir import Graph
 from ..ops import infer_shapes
+from ..precision.policy import PrecisionPolicy
 from . import (concat, eliminate, fold_constants, fuse_attention, fuse_conv, fuse_gemm, fuse_pointwise, horizontal,
                layout, recognize)
 
@@ -24,7 +25,7 @@ from . import (concat, eliminate, fold_constants, fuse_attention, fuse_conv, fus
 class PassContext:
     level: int = 3
     target: str = "cpu"
-    precision: str = "fp32"
+    policy: PrecisionPolicy = field(default_factory=PrecisionPolicy)
     fired: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
     dump_dir: Path | None = None
@@ -49,14 +50,19 @@ PIPELINE: list[Pass] = [
     Pass("fuse_pointwise", fuse_pointwise.run, level=2),
     Pass("eliminate_again", eliminate.run),
     Pass("concat", concat.run, level=2),
+]
+
+# After the precision stage: the rules that need the lowered types.
+PRECISION_PIPELINE: list[Pass] = [
     Pass("layout", layout.run, level=2),
 ]
 
 
-def optimize(graph: Graph, ctx: PassContext) -> None:
-    """Run every pass of PIPELINE that `ctx.level` enables, in order."""
+def optimize(graph: Graph, ctx: PassContext, pipeline: list[Pass] | None = None) -> None:
+    """Run every pass of `pipeline` (default PIPELINE) that `ctx.level` enables, in order."""
     dump = ctx.dump_dir or _debug_dir()
-    for index, p in enumerate(PIPELINE):
+    first = 0 if pipeline is None else len(PIPELINE)  # dump files keep one numbering across both lists
+    for index, p in enumerate(PIPELINE if pipeline is None else pipeline, start=first):
         if ctx.level < p.level:
             continue
         started = time.perf_counter()

@@ -1,6 +1,8 @@
-"""Precision: lowering an engine's float computation to FP16 or BF16 (weights stored in that type,
-accumulations and reductions inside the kernels kept in FP32)."""
+"""Precision: the policy that says what each layer may run in (policy.py), lowering an engine's float
+computation to FP16 or BF16 (lower.py: weights stored in that type, accumulations kept in FP32), and INT8:
+calibration, Q/DQ insertion and the accuracy guard. The design: docs/quantization.md."""
 
 from .lower import lower_precision
+from .policy import Precision, PrecisionPolicy
 
-__all__ = ["lower_precision"]
+__all__ = ["Precision", "PrecisionPolicy", "lower_precision"]

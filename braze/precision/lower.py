@@ -34,12 +34,19 @@ _TYPE_ATTRS = {
 _SHAPE_READERS = ("Shape", "Size")  # read only their input's shape: a shape path does not reach past them
 
 
-def lower_precision(graph: Graph, dtype: DType, *, boundary: bool = True) -> int:
+def lower_precision(graph: Graph, dtype: DType, *, boundary: bool = True, keep: frozenset[str] = frozenset()) -> int:
     """Narrow float32 to `dtype` in place; returns how many tensors changed type. Subgraphs (Pointwise
-    bodies, control-flow branches) are lowered with their parent, without boundary casts."""
+    bodies, control-flow branches) are lowered with their parent, without boundary casts. The nodes named in
+    `keep` (layers pinned to fp32) compute in float32: their weights and outputs stay float32, their other
+    inputs are cast up before them and their outputs cast down for the lowered layers that read them."""
     if dtype not in _ONNX_CODES:
         raise ValueError(f"braze lowers to float16 or bfloat16, not {dtype}")
+    pinned = [n for n in graph.nodes if n.name in keep]
     stay = _shape_path(graph)
+    stay |= {id(t) for n in pinned for t in [*n.outputs, *(x for x in n.inputs if x is not None and x.is_constant)]
+             if t.dtype == DType.float32}
+    cast_up = [(n, i) for n in pinned for i, t in enumerate(n.inputs)
+               if t is not None and t.dtype == DType.float32 and id(t) not in stay]
     _split_shared(graph, dtype, stay)
     changed = 0
     for t in graph.constants():
@@ -50,15 +57,31 @@ def lower_precision(graph: Graph, dtype: DType, *, boundary: bool = True) -> int
     for node in graph.nodes:
         if not _on_shape_path(node, stay):
             _retarget(node, dtype)
-        for sub in subgraphs(node):
-            changed += lower_precision(sub, dtype, boundary=False)
-    keep = _cast_boundary(graph, dtype, stay) if boundary else set()
+        if node.name not in keep:
+            for sub in subgraphs(node):
+                changed += lower_precision(sub, dtype, boundary=False)
+    kept = _cast_boundary(graph, dtype, stay) if boundary else set()
     inner = [t for t in graph.inputs if not boundary] + [t for n in graph.nodes for t in n.outputs]
     for t in inner:
-        if t.dtype == DType.float32 and id(t) not in keep and id(t) not in stay:
+        if t.dtype == DType.float32 and id(t) not in kept and id(t) not in stay:
             t.dtype = dtype
             changed += 1
+    _cast_up(graph, cast_up)
     return changed
+
+
+def _cast_up(graph: Graph, reads: list[tuple[Node, int]]) -> None:
+    """Give each (pinned node, input) a float32 copy of the lowered tensor it reads, made right before it."""
+    made: dict[int, Tensor] = {}
+    for node, i in reads:
+        t = node.inputs[i]
+        if id(t) not in made:
+            up = Tensor(graph.unique_name(f"{t.name}_float32"), DType.float32, t.shape)
+            graph.nodes.insert(graph.nodes.index(node), Node(
+                "Cast", [t], [up], {"to": _ONNX_FLOAT}, name=graph.unique_name(f"{t.name}_to_float32"), version=0,
+                origin=(f"{t.name} (cast to float32)",)))
+            made[id(t)] = up
+        node.inputs[i] = made[id(t)]
 
 
 def _value_inputs(node: Node) -> frozenset[int]:

@@ -13,7 +13,7 @@ from braze.errors import ModelError
 from braze.ir import Graph, Node
 from braze.ops import infer_shapes
 from braze.passes import pipeline
-from braze.passes.pipeline import PIPELINE, Pass, PassContext, optimize
+from braze.passes.pipeline import PIPELINE, PRECISION_PIPELINE, Pass, PassContext, optimize
 
 from .arena import check_memory_plan
 from .helpers import Net, build, check
@@ -26,11 +26,12 @@ def small_model():
 
 
 def passes_at(level: int) -> list[Pass]:
-    return [p for p in PIPELINE if p.level <= level]
+    return [p for p in PIPELINE + PRECISION_PIPELINE if p.level <= level]
 
 
 def dump_names(level: int) -> list[str]:
-    return sorted(f"{PIPELINE.index(p):02d}_{p.name}.txt" for p in passes_at(level))
+    everything = PIPELINE + PRECISION_PIPELINE
+    return sorted(f"{everything.index(p):02d}_{p.name}.txt" for p in passes_at(level))
 
 
 @pytest.mark.parametrize("level", [1, 3])

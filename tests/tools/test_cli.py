@@ -229,7 +229,8 @@ def test_builder_refuses_an_unknown_device_by_name():
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"precision": "int8"}, "precision 'int8': choose one of fp32, fp16, bf16"),
+    ({"precision": "int4"}, "precision: 'int4' is not a precision; choose from fp32, tf32, fp16, bf16, int8"),
+    ({"precision": "fp16,bf16"}, "fp16 and bf16 cannot both be allowed"),
     ({"optimization_level": -1}, "optimization_level -1: an integer, 0"),
 ])
 def test_builder_checks_its_config_before_reading_the_model(config, message, monkeypatch):
