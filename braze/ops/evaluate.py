@@ -6,20 +6,22 @@ Used for Pointwise bodies, constant folding, control-flow bodies and whole-graph
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ..ir import Graph
+from ..ir import Graph, Tensor
 from .opdef import input_dtypes
 
 
 def run_graph(graph: Graph, inputs: Sequence[Any], outer: Mapping[int, Any] | None = None,
-              device: torch.device | None = None) -> list[Any]:
+              device: torch.device | None = None,
+              observe: Callable[[Tensor, Any], None] | None = None) -> list[Any]:
     """Evaluate `graph` on `inputs` (in the order of graph.inputs); `outer` gives values of graph.outer
     tensors by id (they take precedence over a constant's own value: the engine's copy on its device).
     Other constants are moved to `device` (default: where the first input or outer tensor is).
-    Returns the outputs in order."""
+    `observe(tensor, value)`, if given, is called for each node output of this graph (not of its subgraphs)
+    as soon as it is computed (calibration). Returns the outputs in order."""
     from . import REGISTRY
 
     values: dict[int, Any] = dict(outer or {})
@@ -39,6 +41,9 @@ def run_graph(graph: Graph, inputs: Sequence[Any], outer: Mapping[int, Any] | No
         results = REGISTRY.for_node(node).run(args, node.attrs, len(node.outputs), input_dtypes(node))
         for t, r in zip(node.outputs, results):
             values[id(t)] = r
+        if observe is not None:
+            for t, r in zip(node.outputs, results):
+                observe(t, r)
     return [values[id(t)] if id(t) in values or t.value is None else t.value.to(device) for t in graph.outputs]
 
 
