@@ -152,11 +152,6 @@ ENTRIES = {
 }
 
 
-def path_of(name: str) -> Path:
-    """Where a fetched model lies (tests check that it exists)."""
-    return ROOT / f"{name}.onnx"
-
-
 def fetch(name: str) -> list[Path]:
     """Fetch the entry's members (those not already there with the right sha256), make its files; their paths."""
     entry = ENTRIES[name]
