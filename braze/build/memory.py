@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from ..engine.plan import MemoryPlan
 from ..ir import Graph, Node, Tensor, contiguous_strides
+from ..ops import REGISTRY
+from ..ops.kinds import Kind
 
 
 def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] = frozenset(),
@@ -36,7 +38,7 @@ def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] =
         if node.name in view_layers:
             for out in node.outputs:
                 base[id(out)] = node.inputs[0]  # type: ignore[assignment]
-        elif node.op == "ConcatInPlace" and not any(
+        elif node.op == Kind.CONCAT_IN_PLACE and not any(
                 id(t) in own or producer.get(id(t)) is None or producer[id(t)].name in view_layers
                 for t in node.inputs if t is not None):
             _place_concat_inputs(node, base, placed)
@@ -78,8 +80,10 @@ def plan_memory(graph: Graph, alignment: int = 64, view_layers: frozenset[str] =
     return memory
 
 
-# Ops whose kernels return their input's memory format: a channels-last input gives a channels-last output.
-_KEEPS_LAYOUT = frozenset({"MaxPool", "AveragePool", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSwish", "Pointwise"})
+def _keeps_layout(node: Node) -> bool:
+    """Whether the node's kernels return their input's memory format (its op's keeps_layout trait)."""
+    opdef = REGISTRY.find(node)
+    return opdef is not None and opdef.keeps_layout
 
 
 def _channels_last(graph: Graph) -> set[int]:
@@ -88,7 +92,7 @@ def _channels_last(graph: Graph) -> set[int]:
     for node in graph.nodes:
         first = node.input(0)
         marked = node.attrs.get("layout") == "nhwc"
-        follows = node.op in _KEEPS_LAYOUT and first is not None and id(first) in found
+        follows = first is not None and id(first) in found and _keeps_layout(node)
         if marked or follows:
             found.update(id(t) for t in node.outputs if t.rank == 4)
     return found

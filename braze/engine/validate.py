@@ -22,6 +22,7 @@ from ..device import Target
 from ..errors import BrazeError, EngineFormatError
 from ..ir import KINDS, TENSOR, DType, Graph, Node, Tensor, contiguous_strides, format_shape, subgraphs
 from ..kernels import Tactic, tactic_by_name
+from ..ops.kinds import Kind
 from .plan import Plan
 
 _DTYPES = frozenset(d.value for d in DType)
@@ -367,7 +368,7 @@ def _check_concats(graph: Graph, offsets: dict[str, int], strides: dict[str, lis
     inputs placed and others not would leave slices unwritten. Returns placed input -> concat output."""
     placed: dict[str, str] = {}
     for i, node in enumerate(graph.nodes):
-        out = node.outputs[0] if node.op == "ConcatInPlace" and node.outputs else None
+        out = node.outputs[0] if node.op == Kind.CONCAT_IN_PLACE and node.outputs else None
         if out is None or out.name not in offsets or any(t is None or not t.is_static for t in node.inputs):
             continue
         axis = int(node.attrs.get("axis", 0)) % max(len(out.shape), 1)  # type: ignore[arg-type]

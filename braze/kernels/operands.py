@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..ir import Node
+from ..ops.kinds import Kind, is_kind
 from ..ops.spatial import Window, window
 
 _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
@@ -12,7 +13,7 @@ _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
 
 def gemm_operands(node: Node) -> tuple[int, int] | None:
     """(K, N) when the node is x[..., K] @ W[K, N] with a constant 2-D weight (MatMul or FusedGemm)."""
-    if not ((node.op == "MatMul" and node.domain == "") or (node.op == "FusedGemm" and node.domain == "braze")):
+    if not ((node.op == "MatMul" and node.domain == "") or is_kind(node, Kind.FUSED_GEMM)):
         return None
     x, w = node.inputs[0], node.inputs[1]
     if not (w.is_constant and w.rank == 2 and x.is_static and x.rank is not None and x.rank >= 2):

@@ -22,19 +22,19 @@ def _floats(name: str, x: torch.Tensor) -> None:
     check_inputs(name, FLOATS, x)
 
 
-@op("Relu")
+@op("Relu", elementwise=True, keeps_layout=True, commutes_with_quantize=True)
 def relu(x):
     check_inputs("Relu", FLOATS + SIGNED, x)
     return torch.relu(x)
 
 
-@op("LeakyRelu")
+@op("LeakyRelu", elementwise=True, keeps_layout=True)
 def leaky_relu(x, *, alpha: float = 0.01):
     _floats("LeakyRelu", x)
     return torch.where(x < 0, x * alpha, x)
 
 
-@op("PRelu")
+@op("PRelu", elementwise=True)
 def prelu(x, slope):
     check_inputs("PRelu", FLOATS + INTEGERS, x, slope)
     if torch.broadcast_shapes(x.shape, slope.shape) != x.shape:
@@ -44,31 +44,31 @@ def prelu(x, slope):
     return torch.where(x < 0, x * slope, x)
 
 
-@op("Sigmoid")
+@op("Sigmoid", elementwise=True, keeps_layout=True)
 def sigmoid(x):
     _floats("Sigmoid", x)
     return torch.sigmoid(x)
 
 
-@op("Tanh")
+@op("Tanh", elementwise=True)
 def tanh(x):
     _floats("Tanh", x)
     return torch.tanh(x)
 
 
-@op("HardSigmoid")
+@op("HardSigmoid", elementwise=True)
 def hard_sigmoid(x, *, alpha: float = 0.2, beta: float = 0.5):
     _floats("HardSigmoid", x)
     return torch.clamp(x * alpha + beta, 0, 1)
 
 
-@op("HardSwish", since=14)
+@op("HardSwish", since=14, elementwise=True, keeps_layout=True)
 def hard_swish(x):
     _floats("HardSwish", x)
     return x * torch.clamp(x * (1 / 6) + 0.5, 0, 1)
 
 
-@op("Clip", since=6)
+@op("Clip", since=6, elementwise=True, keeps_layout=True)
 def clip_6(x, *, min: float = -math.inf, max: float = math.inf):
     _floats("Clip", x)
     return torch.clamp(x, min, max)
@@ -83,7 +83,7 @@ def _bound(name: str, bound: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return bound.reshape(())
 
 
-@op("Clip", since=11)
+@op("Clip", since=11, elementwise=True, keeps_layout=True)
 def clip_11(x, min=None, max=None):
     check_inputs("Clip", NUMERIC, x)
     if min is not None:
@@ -99,7 +99,7 @@ def gelu_onnx(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     return y.masked_fill_(x == math.inf, math.inf) if approximate == "none" else y
 
 
-@op("Gelu", since=20)
+@op("Gelu", since=20, elementwise=True)
 def gelu(x, *, approximate: str = "none"):
     _floats("Gelu", x)
     if approximate not in _GELU_APPROXIMATIONS:
@@ -107,25 +107,25 @@ def gelu(x, *, approximate: str = "none"):
     return gelu_onnx(x, approximate)
 
 
-@op("Elu", since=6)
+@op("Elu", since=6, elementwise=True)
 def elu(x, *, alpha: float = 1.0):
     _floats("Elu", x)
     return torch.where(x < 0, alpha * torch.expm1(x), x)
 
 
-@op("Selu", since=6)
+@op("Selu", since=6, elementwise=True)
 def selu(x, *, alpha: float = 1.67326319217681884765625, gamma: float = 1.05070102214813232421875):
     _floats("Selu", x)
     return gamma * torch.where(x <= 0, alpha * torch.expm1(x), x)
 
 
-@op("Celu", since=12)
+@op("Celu", since=12, elementwise=True)
 def celu(x, *, alpha: float = 1.0):
     _floats("Celu", x)
     return torch.clamp(x, min=0) + torch.clamp(alpha * torch.expm1(x / alpha), max=0)
 
 
-@op("ThresholdedRelu", since=10)
+@op("ThresholdedRelu", since=10, elementwise=True)
 def thresholded_relu(x, *, alpha: float = 1.0):
     _floats("ThresholdedRelu", x)
     return torch.where(x > alpha, x, torch.zeros_like(x))
@@ -135,19 +135,19 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return F.softplus(x.float()).to(x.dtype) if x.dtype in _HALF else F.softplus(x)
 
 
-@op("Softplus")
+@op("Softplus", elementwise=True)
 def softplus(x):
     _floats("Softplus", x)
     return _softplus(x)
 
 
-@op("Softsign")
+@op("Softsign", elementwise=True)
 def softsign(x):
     _floats("Softsign", x)
     return x / (1 + torch.abs(x))
 
 
-@op("Mish", since=18)
+@op("Mish", since=18, elementwise=True)
 def mish(x):
     _floats("Mish", x)
     return x * torch.tanh(_softplus(x))

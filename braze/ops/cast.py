@@ -102,17 +102,17 @@ def _cast(x: torch.Tensor, to: int, saturate: int, round_mode: str, dtypes: tupl
     return convert(x, onnx_dtype(to, "Cast"), bool(saturate), dtypes[0], round_mode)
 
 
-@op("Cast", since=6, infer=_infer_cast)
+@op("Cast", since=6, infer=_infer_cast, elementwise=True)
 def cast_6(x, *, to: int, _dtypes: tuple = ()):
     return _cast(x, to, 1, "up", _dtypes)
 
 
-@op("Cast", since=19, infer=_infer_cast)
+@op("Cast", since=19, infer=_infer_cast, elementwise=True)
 def cast_19(x, *, to: int, saturate: int = 1, _dtypes: tuple = ()):
     return _cast(x, to, saturate, "up", _dtypes)
 
 
-@op("Cast", since=24, infer=_infer_cast)
+@op("Cast", since=24, infer=_infer_cast, elementwise=True)
 def cast_24(x, *, to: int, saturate: int = 1, round_mode: str = "up", _dtypes: tuple = ()):
     _check_round_mode(round_mode)
     return _cast(x, to, saturate, round_mode, _dtypes)

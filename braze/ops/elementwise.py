@@ -121,25 +121,25 @@ def _integer_divmod(a: torch.Tensor, b: torch.Tensor, rounding: str) -> tuple[to
     return q.to(dtype), r.to(dtype)
 
 
-@op("Add", since=7)
+@op("Add", since=7, elementwise=True)
 def add(a, b):
     check_inputs("Add", NUMERIC, a, b)
     return _modular(torch.add, a, b)
 
 
-@op("Sub", since=7)
+@op("Sub", since=7, elementwise=True)
 def sub(a, b):
     check_inputs("Sub", NUMERIC, a, b)
     return _modular(torch.sub, a, b)
 
 
-@op("Mul", since=7)
+@op("Mul", since=7, elementwise=True)
 def mul(a, b):
     check_inputs("Mul", NUMERIC, a, b)
     return _modular(torch.mul, a, b)
 
 
-@op("Div", since=7)
+@op("Div", since=7, elementwise=True)
 def div(a, b):
     check_inputs("Div", NUMERIC, a, b)
     if a.dtype.is_floating_point:
@@ -147,7 +147,7 @@ def div(a, b):
     return _integer_divmod(a, b, "trunc")[0]
 
 
-@op("Pow", since=7)
+@op("Pow", since=7, elementwise=True)
 def pow_(x, y):
     check_inputs("Pow", FLOATS + (torch.int32, torch.int64), x)
     check_inputs("Pow (exponent)", NUMERIC, y)
@@ -223,19 +223,19 @@ def _fold(combine, xs):
     return functools.reduce(combine, xs[1:], xs[0].clone())
 
 
-@op("Max", since=8)
+@op("Max", since=8, elementwise=True)
 def max_(*xs):
     check_inputs("Max", NUMERIC, *xs)
     return _fold(maximum, xs)
 
 
-@op("Min", since=8)
+@op("Min", since=8, elementwise=True)
 def min_(*xs):
     check_inputs("Min", NUMERIC, *xs)
     return _fold(minimum, xs)
 
 
-@op("Sum", since=8)
+@op("Sum", since=8, elementwise=True)
 def sum_(*xs):
     check_inputs("Sum", FLOATS, *xs)
     return _fold(torch.add, xs)
@@ -256,56 +256,56 @@ def _compare(name: str, fn, a: torch.Tensor, b: torch.Tensor, allowed=NUMERIC) -
     return fn(_ordered(a), _ordered(b))
 
 
-@op("Equal", since=7, dtype_rule=bool_output)
+@op("Equal", since=7, dtype_rule=bool_output, elementwise=True)
 def equal(a, b):
     return _compare("Equal", torch.eq, a, b, NUMERIC + BOOL)
 
 
-@op("Less", since=7, dtype_rule=bool_output)
+@op("Less", since=7, dtype_rule=bool_output, elementwise=True)
 def less(a, b):
     return _compare("Less", torch.lt, a, b)
 
 
-@op("LessOrEqual", since=12, dtype_rule=bool_output)
+@op("LessOrEqual", since=12, dtype_rule=bool_output, elementwise=True)
 def less_or_equal(a, b):
     return _compare("LessOrEqual", torch.le, a, b)
 
 
-@op("Greater", since=7, dtype_rule=bool_output)
+@op("Greater", since=7, dtype_rule=bool_output, elementwise=True)
 def greater(a, b):
     return _compare("Greater", torch.gt, a, b)
 
 
-@op("GreaterOrEqual", since=12, dtype_rule=bool_output)
+@op("GreaterOrEqual", since=12, dtype_rule=bool_output, elementwise=True)
 def greater_or_equal(a, b):
     return _compare("GreaterOrEqual", torch.ge, a, b)
 
 
-@op("And", since=7)
+@op("And", since=7, elementwise=True)
 def and_(a, b):
     check_inputs("And", BOOL, a, b)
     return torch.logical_and(a, b)
 
 
-@op("Or", since=7)
+@op("Or", since=7, elementwise=True)
 def or_(a, b):
     check_inputs("Or", BOOL, a, b)
     return torch.logical_or(a, b)
 
 
-@op("Xor", since=7)
+@op("Xor", since=7, elementwise=True)
 def xor(a, b):
     check_inputs("Xor", BOOL, a, b)
     return torch.logical_xor(a, b)
 
 
-@op("Not", since=1)
+@op("Not", since=1, elementwise=True)
 def not_(x):
     check_inputs("Not", BOOL, x)
     return torch.logical_not(x)
 
 
-@op("Where", since=9, dtype_rule=lambda node: [node.inputs[1].dtype])
+@op("Where", since=9, dtype_rule=lambda node: [node.inputs[1].dtype], elementwise=True)
 def where(condition, x, y):
     if condition.dtype is not torch.bool:
         raise TypeError(f"Where's condition must be bool, got {_name(condition.dtype)}")

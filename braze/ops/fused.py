@@ -9,59 +9,22 @@ same oracle as the unfused graph; backends implement them as single kernels.
   Pointwise   any chain of elementwise ops, as a subgraph            (one pass over memory)
   SiLU        x * sigmoid(x)
   ConcatInPlace  a Concat whose producers write straight into their slices of its output
+
+Their names are `Kind` members (kinds.py); the activations FusedConv and FusedGemm apply, and `activate`,
+come from the activation table (epilogue.py) and are re-exported here.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
 from ..ir import Graph
 from . import conv as _conv
-from .activation import gelu_onnx
+from .epilogue import ACTIVATIONS, activate
+from .kinds import DOMAIN, Kind
 from .opdef import op
 
-DOMAIN = "braze"
-
-ACTIVATIONS = ("none", "relu", "clip", "leaky_relu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
-               "gelu", "gelu_tanh", "elu")
-
-
-def activate(x: torch.Tensor, kind: str, params: list[float]) -> torch.Tensor:
-    """Apply one of ACTIVATIONS; `params` are its constants (clip: min, max; leaky_relu/elu: alpha;
-    hardsigmoid: alpha, beta)."""
-    if kind == "none":
-        return x
-    if kind == "relu":
-        return torch.relu(x)
-    if kind == "clip":
-        low, high = params
-        if low == -math.inf and high == math.inf:  # a Clip without bounds
-            return x
-        return torch.clamp(x, None if low == -math.inf else low, None if high == math.inf else high)
-    if kind == "leaky_relu":
-        return torch.where(x < 0, x * params[0], x)
-    if kind == "sigmoid":
-        return torch.sigmoid(x)
-    if kind == "tanh":
-        return torch.tanh(x)
-    if kind == "hardswish":
-        return x * torch.clamp(x * (1 / 6) + 0.5, 0, 1)
-    if kind == "hardsigmoid":
-        return torch.clamp(x * params[0] + params[1], 0, 1)
-    if kind == "silu":
-        return x * torch.sigmoid(x)
-    if kind == "gelu":
-        return gelu_onnx(x)
-    if kind == "gelu_tanh":
-        return gelu_onnx(x, "tanh")
-    if kind == "elu":
-        return torch.where(x < 0, params[0] * torch.expm1(x), x)
-    raise ValueError(f"unknown activation {kind!r} (known: {', '.join(ACTIVATIONS)})")
-
-
-@op("FusedConv", domain=DOMAIN)
+@op(Kind.FUSED_CONV, domain=DOMAIN)
 def fused_conv(x, w, b=None, residual=None, *, auto_pad: str = "NOTSET", dilations: list[int] | None = None,
                group: int = 1, kernel_shape: list[int] | None = None, pads: list[int] | None = None,
                strides: list[int] | None = None, activation: str = "none", act_params: list[float] | None = None,
@@ -74,7 +37,7 @@ def fused_conv(x, w, b=None, residual=None, *, auto_pad: str = "NOTSET", dilatio
     return activate(y, activation, act_params or [])
 
 
-@op("FusedGemm", domain=DOMAIN)
+@op(Kind.FUSED_GEMM, domain=DOMAIN)
 def fused_gemm(x, w, b=None, residual=None, *, activation: str = "none", act_params: list[float] | None = None):
     """x [..., K] @ w [K, N] + b [N] -> activation -> + residual [..., N]."""
     y = torch.matmul(x, w)
@@ -86,7 +49,7 @@ def fused_gemm(x, w, b=None, residual=None, *, activation: str = "none", act_par
     return y
 
 
-@op("Attention", domain=DOMAIN)
+@op(Kind.ATTENTION, domain=DOMAIN)
 def attention(q, k, v, mask=None, *, scale: float = 1.0, k_transposed: int = 1):
     """q [..., S, D]; k [..., D, Sk] when k_transposed else [..., Sk, D]; v [..., Sk, Dv]; additive mask
     broadcastable to [..., S, Sk]."""
@@ -97,18 +60,18 @@ def attention(q, k, v, mask=None, *, scale: float = 1.0, k_transposed: int = 1):
     return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
-@op("ConcatInPlace", domain=DOMAIN)
+@op(Kind.CONCAT_IN_PLACE, domain=DOMAIN)
 def concat_in_place(*xs, axis: int):
     """Concat whose inputs the memory plan placed inside its output: the layer itself copies nothing."""
     return torch.cat(xs, dim=axis)
 
 
-@op("SiLU", domain=DOMAIN)
+@op(Kind.SILU, domain=DOMAIN, elementwise=True)
 def silu(x):
-    return x * torch.sigmoid(x)
+    return activate(x, "silu", [])
 
 
-@op("Pointwise", domain=DOMAIN)
+@op(Kind.POINTWISE, domain=DOMAIN, keeps_layout=True)
 def pointwise(*xs, body: Graph):
     """Evaluate `body` (a graph of elementwise ops whose inputs are this node's inputs)."""
     from .evaluate import run_graph

@@ -31,7 +31,13 @@ def _check_range(indices: torch.Tensor, size: torch.Tensor | int) -> None:
         raise IndexError(f"indices out of range; valid range per coordinate: {size.tolist() if isinstance(size, torch.Tensor) else size}")
 
 
-@op("Gather")
+def _constant_indices(node: Node) -> bool:
+    """A Gather of constant indices selects the same elements of a quantized tensor as of its dequantized one."""
+    indices = node.input(1)
+    return indices is not None and indices.is_constant
+
+
+@op("Gather", commutes_with_quantize=_constant_indices)
 def gather(data, indices, *, axis: int = 0):
     axis = axis_index(axis, data.dim())
     index = _wrap(indices, data.shape[axis])

@@ -20,6 +20,18 @@ shapes) decide the output shape, and `infer=` replaces the rule where meta evalu
 
 Ops with subgraphs that may read tensors of the enclosing graph (If, Loop, Scan, SequenceMap) say
 `outer_inputs=True`: their nodes take those reads as trailing inputs (see `subgraph.py`).
+
+Traits say what passes, kernels and the memory planner may do with an op's nodes (they ask the registry,
+never a list of op names):
+
+  elementwise             a pointwise op the Pointwise fusion takes into its body
+  keeps_layout            its kernels give a channels-last input a channels-last output, so the layout of
+                          a channels-last region runs through it
+  view                    its outputs can be views of its first input (no data moves)
+  commutes_with_quantize  a DequantizeLinear may move from its input to its output (Q/DQ propagation);
+                          True, or a condition on the node (a Gather of constant indices, a nearest Resize)
+
+NOTE: every version of an op declares the same traits (tests/ops/test_kinds.py checks it).
 """
 
 from __future__ import annotations
@@ -63,10 +75,19 @@ class OpDef:
     attrs: dict[str, AttrSpec] = field(default_factory=dict)
     wants_outputs: bool = False
     wants_dtypes: bool = False  # takes the node's input dtypes: the op computes on emulated types
+    elementwise: bool = False
+    keeps_layout: bool = False
+    view: bool = False
+    commutes_with_quantize: bool | Callable[[Node], bool] = False
 
     @property
     def key(self) -> str:
         return self.name if self.domain in ("", "ai.onnx") else f"{self.domain}.{self.name}"
+
+    def quantize_commutes(self, node: Node) -> bool:
+        """Whether a DequantizeLinear may move across `node` (a node of this op): the commutes_with_quantize trait."""
+        trait = self.commutes_with_quantize
+        return bool(trait(node)) if callable(trait) else trait
 
     def parse_attrs(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
         """Check `raw` against the op's attributes and fill in defaults."""
@@ -117,8 +138,12 @@ def op(
     random: bool = False,
     dtype_rule: Callable[..., Any] | None = None,
     outer_inputs: bool = False,
+    elementwise: bool = False,
+    keeps_layout: bool = False,
+    view: bool = False,
+    commutes_with_quantize: bool | Callable[[Node], bool] = False,
 ) -> Callable[[Callable[..., Any]], OpDef]:
-    """Turn a reference implementation into an OpDef (see the module docstring)."""
+    """Turn a reference implementation into an OpDef (see the module docstring for the traits)."""
 
     def wrap(fn: Callable[..., Any]) -> OpDef:
         sig = inspect.signature(fn)
@@ -146,7 +171,7 @@ def op(
         if variadic:
             n_min = max(n_min, 1)
         return OpDef(
-            name=name,
+            name=str(name),
             since=since,
             fn=fn,
             domain=domain,
@@ -159,6 +184,10 @@ def op(
             attrs=attrs,
             wants_outputs=wants_outputs,
             wants_dtypes=wants_dtypes,
+            elementwise=elementwise,
+            keeps_layout=keeps_layout,
+            view=view,
+            commutes_with_quantize=commutes_with_quantize,
         )
 
     return wrap

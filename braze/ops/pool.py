@@ -93,20 +93,20 @@ def _onnx_indices(coords: Sequence[torch.Tensor], shape: Sequence[int], storage_
     return (plane + base * spatial).to(torch.int64)
 
 
-@op("MaxPool", since=1)
+@op("MaxPool", since=1, keeps_layout=True, commutes_with_quantize=True)
 def max_pool_1(x, *, auto_pad: str = "NOTSET", kernel_shape: list[int], pads: list[int] | None = None,
                strides: list[int] | None = None):
     return _max_pool(x, kernel_shape, auto_pad=auto_pad, pads=pads, strides=strides)
 
 
-@op("MaxPool", since=8)
+@op("MaxPool", since=8, keeps_layout=True, commutes_with_quantize=True)
 def max_pool_8(x, *, auto_pad: str = "NOTSET", kernel_shape: list[int], pads: list[int] | None = None,
                storage_order: int = 0, strides: list[int] | None = None, _outputs: int = 1):
     return _max_pool(x, kernel_shape, auto_pad=auto_pad, pads=pads, strides=strides, storage_order=storage_order,
                      n_out=_outputs)
 
 
-@op("MaxPool", since=10)
+@op("MaxPool", since=10, keeps_layout=True, commutes_with_quantize=True)
 def max_pool_10(x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0, dilations: list[int] | None = None,
                 kernel_shape: list[int], pads: list[int] | None = None, storage_order: int = 0,
                 strides: list[int] | None = None, _outputs: int = 1):
@@ -159,27 +159,27 @@ def _avg_pool(x: torch.Tensor, kernel_shape: Sequence[int], *, auto_pad: str, pa
     return (sums / _counts(in_sizes, win, bool(count_include_pad), sums)).to(x.dtype)
 
 
-@op("AveragePool", since=1)
+@op("AveragePool", since=1, keeps_layout=True)
 def average_pool_1(x, *, auto_pad: str = "NOTSET", kernel_shape: list[int], pads: list[int] | None = None,
                    strides: list[int] | None = None):
     return _avg_pool(x, kernel_shape, auto_pad=auto_pad, pads=pads, strides=strides)
 
 
-@op("AveragePool", since=7)
+@op("AveragePool", since=7, keeps_layout=True)
 def average_pool_7(x, *, auto_pad: str = "NOTSET", count_include_pad: int = 0, kernel_shape: list[int],
                    pads: list[int] | None = None, strides: list[int] | None = None):
     return _avg_pool(x, kernel_shape, auto_pad=auto_pad, pads=pads, strides=strides,
                      count_include_pad=count_include_pad)
 
 
-@op("AveragePool", since=10)
+@op("AveragePool", since=10, keeps_layout=True)
 def average_pool_10(x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_pad: int = 0,
                     kernel_shape: list[int], pads: list[int] | None = None, strides: list[int] | None = None):
     return _avg_pool(x, kernel_shape, auto_pad=auto_pad, pads=pads, strides=strides, ceil_mode=ceil_mode,
                      count_include_pad=count_include_pad)
 
 
-@op("AveragePool", since=19)
+@op("AveragePool", since=19, keeps_layout=True)
 def average_pool_19(x, *, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_pad: int = 0,
                     dilations: list[int] | None = None, kernel_shape: list[int], pads: list[int] | None = None,
                     strides: list[int] | None = None):

@@ -1,4 +1,5 @@
-"""The op table: every OpDef braze knows, looked up by domain, name and opset."""
+"""The op table: every OpDef braze knows, looked up by domain, name and opset. A node's op traits
+(OpDef.elementwise, keeps_layout, view, commutes_with_quantize) are asked through `find`."""
 
 from __future__ import annotations
 
@@ -48,13 +49,16 @@ class Registry:
             return versions[-1]
         raise UnsupportedError(f"node {node.name!r}: braze has no op {node.op!r} (version {node.version})")
 
+    def find(self, node: Node) -> OpDef | None:
+        """The definition a node follows, or None where braze has none (so it has no trait)."""
+        try:
+            return self.for_node(node)
+        except UnsupportedError:
+            return None
+
     def knows(self, node: Node) -> bool:
         """Whether a definition (and so a reference implementation) exists for `node`."""
-        try:
-            self.for_node(node)
-        except UnsupportedError:
-            return False
-        return True
+        return self.find(node) is not None
 
     def names(self, domain: str = "") -> list[str]:
         return sorted(name for (dom, name) in self._by_name if dom == _domain(domain))

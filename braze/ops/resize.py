@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..ir import Node
 from .opdef import op
 
 MODES = ("nearest", "linear", "cubic")
@@ -290,12 +291,19 @@ def _resize(x, roi, scales, sizes, how: _Sampling, axes: list[int] | None = None
     return _resample(x, geometry, how)
 
 
-@op("Resize", since=10, value_inputs=(1,))
+def _nearest(node: Node) -> bool:
+    """A nearest-neighbour Resize only copies elements (no interpolation, no extrapolated value), so it
+    commutes with dequantization."""
+    return node.attrs.get("mode", "nearest") == "nearest" \
+        and node.attrs.get("coordinate_transformation_mode") != "tf_crop_and_resize"
+
+
+@op("Resize", since=10, value_inputs=(1,), commutes_with_quantize=_nearest)
 def resize_10(x, scales, *, mode: str = "nearest"):
     return _legacy(x, _floats(scales), mode)
 
 
-@op("Resize", since=11, value_inputs=(1, 2, 3))
+@op("Resize", since=11, value_inputs=(1, 2, 3), commutes_with_quantize=_nearest)
 def resize_11(x, roi=None, scales=None, sizes=None, *, coordinate_transformation_mode: str = "half_pixel",
               cubic_coeff_a: float = -0.75, exclude_outside: int = 0, extrapolation_value: float = 0.0,
               mode: str = "nearest", nearest_mode: str = "round_prefer_floor"):
@@ -304,7 +312,7 @@ def resize_11(x, roi=None, scales=None, sizes=None, *, coordinate_transformation
     return _resize(x, roi, scales, sizes, how)
 
 
-@op("Resize", since=18, value_inputs=(1, 2, 3))
+@op("Resize", since=18, value_inputs=(1, 2, 3), commutes_with_quantize=_nearest)
 def resize_18(x, roi=None, scales=None, sizes=None, *, antialias: int = 0, axes: list[int] | None = None,
               coordinate_transformation_mode: str = "half_pixel", cubic_coeff_a: float = -0.75,
               exclude_outside: int = 0, extrapolation_value: float = 0.0, keep_aspect_ratio_policy: str = "stretch",
@@ -314,7 +322,7 @@ def resize_18(x, roi=None, scales=None, sizes=None, *, antialias: int = 0, axes:
     return _resize(x, roi, scales, sizes, how, axes, keep_aspect_ratio_policy)
 
 
-@op("Resize", since=19, value_inputs=(1, 2, 3))
+@op("Resize", since=19, value_inputs=(1, 2, 3), commutes_with_quantize=_nearest)
 def resize_19(x, roi=None, scales=None, sizes=None, *, antialias: int = 0, axes: list[int] | None = None,
               coordinate_transformation_mode: str = "half_pixel", cubic_coeff_a: float = -0.75,
               exclude_outside: int = 0, extrapolation_value: float = 0.0, keep_aspect_ratio_policy: str = "stretch",

@@ -39,7 +39,7 @@ def axis_set(axes: Sequence[int], rank: int) -> list[int]:
     return found
 
 
-@op("Flatten")
+@op("Flatten", view=True, commutes_with_quantize=True)
 def flatten(x, *, axis: int = 1):
     if not -x.dim() <= axis <= x.dim():
         raise ValueError(f"axis {axis} is out of range [{-x.dim()}, {x.dim()}]")
@@ -69,17 +69,17 @@ def _reshape(x: torch.Tensor, shape: torch.Tensor, allowzero: int) -> torch.Tens
     return x.reshape(dims)
 
 
-@op("Reshape", since=5, value_inputs=(1,))
+@op("Reshape", since=5, value_inputs=(1,), view=True, commutes_with_quantize=True)
 def reshape_5(x, shape):
     return _reshape(x, shape, 0)
 
 
-@op("Reshape", since=14, value_inputs=(1,))
+@op("Reshape", since=14, value_inputs=(1,), view=True, commutes_with_quantize=True)
 def reshape_14(x, shape, *, allowzero: int = 0):
     return _reshape(x, shape, allowzero)
 
 
-@op("Transpose")
+@op("Transpose", view=True, commutes_with_quantize=True)
 def transpose(x, *, perm: list[int] | None = None):
     if perm is None:
         return x.permute(tuple(reversed(range(x.dim()))))
@@ -88,7 +88,7 @@ def transpose(x, *, perm: list[int] | None = None):
     return x.permute(perm)
 
 
-@op("Concat", since=4)
+@op("Concat", since=4, commutes_with_quantize=True)
 def concat(*xs, axis: int):
     first = xs[0]
     if any(t.dtype != first.dtype for t in xs) or any(t.dim() != first.dim() for t in xs):
@@ -122,24 +122,24 @@ def _split(x: torch.Tensor, sizes: list[int] | None, axis: int, n: int, num_outp
     return tuple(torch.split(x, sizes, dim=axis))
 
 
-@op("Split", since=2)
+@op("Split", since=2, view=True)
 def split_2(x, *, axis: int = 0, split: list[int] | None = None, _outputs: int):
     return _split(x, split, axis, _outputs)
 
 
-@op("Split", since=13, value_inputs=(1,))
+@op("Split", since=13, value_inputs=(1,), view=True)
 def split_13(x, split=None, *, axis: int = 0, _outputs: int):
     return _split(x, None if split is None else int_list(split), axis, _outputs)
 
 
-@op("Split", since=18, value_inputs=(1,))
+@op("Split", since=18, value_inputs=(1,), view=True)
 def split_18(x, split=None, *, axis: int = 0, num_outputs: int | None = None, _outputs: int):
     if split is not None and num_outputs is not None:
         raise ValueError("give either the split input or the num_outputs attribute, not both")
     return _split(x, None if split is None else int_list(split), axis, _outputs, num_outputs)
 
 
-@op("Slice", since=10, value_inputs=(1, 2, 3, 4))
+@op("Slice", since=10, value_inputs=(1, 2, 3, 4), commutes_with_quantize=True)
 def slice_10(x, starts, ends, axes=None, steps=None):
     starts, ends = int_list(starts), int_list(ends)
     n = len(starts)
@@ -172,12 +172,12 @@ def _squeeze(x: torch.Tensor, axes: list[int] | None) -> torch.Tensor:
     return x.reshape([d for i, d in enumerate(x.shape) if i not in axes])
 
 
-@op("Squeeze")
+@op("Squeeze", view=True, commutes_with_quantize=True)
 def squeeze_1(x, *, axes: list[int] | None = None):
     return _squeeze(x, axes)
 
 
-@op("Squeeze", since=13, value_inputs=(1,))
+@op("Squeeze", since=13, value_inputs=(1,), view=True, commutes_with_quantize=True)
 def squeeze_13(x, axes=None):
     return _squeeze(x, None if axes is None else int_list(axes))
 
@@ -189,12 +189,12 @@ def _unsqueeze(x: torch.Tensor, axes: list[int]) -> torch.Tensor:
     return x.reshape([1 if i in new else next(dims) for i in range(rank)])
 
 
-@op("Unsqueeze")
+@op("Unsqueeze", view=True, commutes_with_quantize=True)
 def unsqueeze_1(x, *, axes: list[int]):
     return _unsqueeze(x, axes)
 
 
-@op("Unsqueeze", since=13, value_inputs=(1,))
+@op("Unsqueeze", since=13, value_inputs=(1,), view=True, commutes_with_quantize=True)
 def unsqueeze_13(x, axes):
     return _unsqueeze(x, int_list(axes))
 
@@ -262,7 +262,7 @@ def _infer_identity(node: Node, values) -> list[Inferred]:
     return [Inferred(x.dtype, x.shape, values[0], x.kind)]  # type: ignore[arg-type,union-attr]
 
 
-@op("Identity", infer=_infer_identity)
+@op("Identity", infer=_infer_identity, view=True, commutes_with_quantize=True)
 def identity(x):
     return (x,)  # NOTE: a tuple, so that a sequence (a list) stays one output
 

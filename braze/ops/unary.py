@@ -23,7 +23,7 @@ def _floating(name: str, since: int, fn: Callable[[torch.Tensor], torch.Tensor],
         return fn(x)
 
     reference.__name__ = reference.__qualname__ = name.lower()
-    return op(name, since=since, **options)(reference)
+    return op(name, since=since, elementwise=True, **options)(reference)
 
 
 SQRT = _floating("Sqrt", 6, torch.sqrt)
@@ -48,13 +48,13 @@ ATANH = _floating("Atanh", 9, torch.atanh)
 ISNAN = _floating("IsNaN", 9, torch.isnan, dtype_rule=bool_output)
 
 
-@op("Neg", since=6)
+@op("Neg", since=6, elementwise=True)
 def neg(x):
     check_inputs("Neg", FLOATS + SIGNED, x)
     return torch.neg(x)
 
 
-@op("Abs", since=6)
+@op("Abs", since=6, elementwise=True)
 def abs_(x):
     check_inputs("Abs", FLOATS + INTEGERS, x)
     if not x.dtype.is_signed:
@@ -62,7 +62,7 @@ def abs_(x):
     return torch.abs(x)
 
 
-@op("Sign", since=9)
+@op("Sign", since=9, elementwise=True)
 def sign(x):
     check_inputs("Sign", FLOATS + INTEGERS, x)
     if not x.dtype.is_signed:
@@ -70,7 +70,7 @@ def sign(x):
     return torch.sign(x)
 
 
-@op("IsInf", since=10, dtype_rule=bool_output)
+@op("IsInf", since=10, dtype_rule=bool_output, elementwise=True)
 def is_inf(x, *, detect_negative: int = 1, detect_positive: int = 1):
     check_inputs("IsInf", FLOATS, x)
     found = torch.zeros_like(x, dtype=torch.bool)

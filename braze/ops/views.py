@@ -1,4 +1,5 @@
-"""Ops whose result can be a view of their input: no data moves, only the shape and strides change.
+"""Nodes whose result can be a view of their input (ops with the `view` trait, OpDef.view): no data moves,
+only the shape and strides change.
 
 Backends run these with a view tactic, and the memory plan gives the output no memory of its own: it
 aliases the input, whose lifetime grows to cover the view's readers.
@@ -9,12 +10,18 @@ from __future__ import annotations
 import torch
 
 from ..ir import Node
+from . import REGISTRY
 
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Split", "Transpose"})
+
+def is_view_op(node: Node) -> bool:
+    """Whether the node's op has the view trait, whatever its shapes."""
+    opdef = REGISTRY.find(node)
+    return opdef is not None and opdef.view
 
 
 def is_view(node: Node) -> bool:
-    return node.op in VIEW_OPS and node.domain in ("", "ai.onnx") and all(t.is_static for t in node.outputs) \
+    """Whether a view tactic can run the node: a view op on static shapes."""
+    return is_view_op(node) and all(t.is_static for t in node.outputs) \
         and node.inputs[0] is not None and node.inputs[0].is_static
 
 

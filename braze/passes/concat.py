@@ -5,8 +5,8 @@ left behind, ConcatInPlace, copies nothing."""
 from __future__ import annotations
 
 from ..ir import Graph
-from ..ops.fused import DOMAIN
-from ..ops.views import VIEW_OPS
+from ..ops.kinds import DOMAIN, Kind
+from ..ops.views import is_view_op
 from .util import node
 
 
@@ -23,11 +23,12 @@ def run(graph: Graph, ctx) -> None:
         for t in ins:
             p = producer.get(t)
             ok = ok and p is not None and t.is_static and id(t) not in graph_io and id(t) not in claimed \
-                and len(consumers.get(t, [])) == 1 and not (p.op == "ConcatInPlace" or p.op in VIEW_OPS)
+                and len(consumers.get(t, [])) == 1 and not (p.op == Kind.CONCAT_IN_PLACE or is_view_op(p))
         if not ok:
             continue
         claimed.update(id(t) for t in ins)
-        graph.nodes[i] = node(graph, "ConcatInPlace", list(ins), n.outputs, {"axis": n.attrs["axis"] % n.outputs[0].rank},
-                              name=n.name, origin=n.origin, domain=DOMAIN)
+        axis = n.attrs["axis"] % n.outputs[0].rank
+        graph.nodes[i] = node(graph, Kind.CONCAT_IN_PLACE, list(ins), n.outputs, {"axis": axis}, name=n.name,
+                              origin=n.origin, domain=DOMAIN)
         producer[n.outputs[0]] = graph.nodes[i]  # NOTE: a concat feeding another is not placed in place twice
         ctx.fired["concat_in_place"] += 1

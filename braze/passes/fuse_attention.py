@@ -9,7 +9,7 @@ import itertools
 import torch
 
 from ..ir import Graph, Node, Tensor
-from ..ops.fused import DOMAIN
+from ..ops.kinds import DOMAIN, Kind
 from .pattern import Any, Const, Match, Op, Rule, rewrite
 from .util import follows, merged_origin, node, scalar_value
 
@@ -60,7 +60,7 @@ def _attention(m: Match, graph: Graph) -> list[Node] | None:
     if "mask" in m and m["mask"].dtype != q.dtype:
         return None
     root = m.root
-    return [node(graph, "Attention", inputs, root.outputs, {"scale": scale, "k_transposed": 1}, name=root.name,
+    return [node(graph, Kind.ATTENTION, inputs, root.outputs, {"scale": scale, "k_transposed": 1}, name=root.name,
                  origin=merged_origin(*m.nodes()), domain=DOMAIN)]
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import torch
 
 from ..ir import Graph, Node
-from ..ops.fused import DOMAIN
+from ..ops.epilogue import ACTIVATION_OPS
+from ..ops.kinds import DOMAIN, Kind
 from .pattern import Any, Const, Match, Op, Rule, rewrite
-from .util import ACTIVATION_OPS, activation_of, constant, merged_origin, node
+from .util import activation_of, constant, merged_origin, node
 
-CONVS = ("Conv", "FusedConv")
+CONVS = ("Conv", Kind.FUSED_CONV)
 _CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
 
@@ -26,7 +27,7 @@ def _fused(graph: Graph, like: Node, out, x, w, b, residual, attrs, activation, 
     inputs = [x, w, b, residual]
     while inputs[-1] is None:
         inputs.pop()
-    return node(graph, "FusedConv", inputs, [out], {**attrs, "activation": activation, "act_params": params},
+    return node(graph, Kind.FUSED_CONV, inputs, [out], {**attrs, "activation": activation, "act_params": params},
                 name=like.name, origin=origin, domain=DOMAIN)
 
 

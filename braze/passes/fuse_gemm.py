@@ -4,9 +4,10 @@ tanh forms included) and a residual Add become one FusedGemm layer: act(x @ w + 
 from __future__ import annotations
 
 from ..ir import Graph, Node
-from ..ops.fused import DOMAIN
+from ..ops.epilogue import ACTIVATION_OPS
+from ..ops.kinds import DOMAIN, Kind
 from .pattern import Any, Const, Match, Op, Rule, rewrite
-from .util import ACTIVATION_OPS, activation_of, constant, merged_origin, node
+from .util import activation_of, constant, merged_origin, node
 
 
 def _weight_2d(n: Node, m: Match) -> bool:
@@ -24,7 +25,7 @@ def _fused(graph: Graph, like: Node, out, x, w, b, residual, activation, params,
     inputs = [x, w, b, residual]
     while inputs[-1] is None:
         inputs.pop()
-    return node(graph, "FusedGemm", inputs, [out], {"activation": activation, "act_params": params},
+    return node(graph, Kind.FUSED_GEMM, inputs, [out], {"activation": activation, "act_params": params},
                 name=like.name, origin=origin, domain=DOMAIN)
 
 
@@ -77,7 +78,7 @@ def _add_residual(m: Match, graph: Graph) -> list[Node] | None:
 
 
 def _mm(name: str = "mm") -> Op:
-    return Op(("MatMul", "FusedGemm"), any_inputs=True, name=name, where=_weight_2d)
+    return Op(("MatMul", Kind.FUSED_GEMM), any_inputs=True, name=name, where=_weight_2d)
 
 
 RULES = [

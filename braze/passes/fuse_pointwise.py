@@ -5,21 +5,16 @@ as one kernel: one read of each input and one write of the result."""
 from __future__ import annotations
 
 from ..ir import Graph, Node, Tensor
-from ..ops.fused import DOMAIN
+from ..ops import REGISTRY
+from ..ops.kinds import DOMAIN, Kind
 from .util import merged_origin, node
-
-ELEMENTWISE = frozenset({
-    "Abs", "Acos", "Acosh", "Add", "And", "Asin", "Asinh", "Atan", "Atanh", "Ceil", "Celu", "Clip", "Cos", "Cosh",
-    "Div", "Elu", "Equal", "Erf", "Exp", "Floor", "Gelu", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish",
-    "IsInf", "IsNaN", "LeakyRelu", "Less", "LessOrEqual", "Log", "Max", "Min", "Mish", "Mul", "Neg", "Not", "Or",
-    "Pow", "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign",
-    "Sqrt", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Where", "Xor", "SiLU", "Cast",
-})
 
 
 def is_elementwise(n: Node) -> bool:
-    """An elementwise node a generated kernel can run: one static output, no emulated types (int4, ...)."""
-    return n.op in ELEMENTWISE and n.domain in ("", DOMAIN) and all(t.is_static for t in n.outputs) \
+    """An elementwise node (its op's `elementwise` trait) a generated kernel can run: one static output, no
+    emulated types (int4, ...)."""
+    opdef = REGISTRY.find(n)
+    return opdef is not None and opdef.elementwise and all(t.is_static for t in n.outputs) \
         and len(n.outputs) == 1 and not any(t is not None and t.dtype.emulated for t in n.inputs + n.outputs)
 
 
@@ -61,7 +56,7 @@ def _fuse(graph: Graph, group: list[Node]) -> None:
                 external.append(t)
     body = _body(group, external, sink)
     position = max(graph.nodes.index(n) for n in group)
-    fused = node(graph, "Pointwise", list(external), list(sink.outputs), {"body": body}, name=sink.name,
+    fused = node(graph, Kind.POINTWISE, list(external), list(sink.outputs), {"body": body}, name=sink.name,
                  origin=merged_origin(*group), domain=DOMAIN)
     graph.nodes[position:position + 1] = [fused]
     graph.nodes = [n for n in graph.nodes if id(n) not in members]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..ir import Graph, Node, Tensor
-from ..ops.fused import DOMAIN
+from ..ops.kinds import DOMAIN, Kind
 from .util import constant, node
 
 _CONV_KEYS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides", "activation", "act_params")
@@ -22,7 +22,7 @@ def run(graph: Graph, ctx) -> None:
 def _gemm_key(n: Node, x: Tensor):
     """FusedGemm without a residual, or a plain MatMul (a projection without bias), over `x`."""
     plain = n.op == "MatMul" and n.domain == ""
-    if not (plain or n.op == "FusedGemm") or n.inputs[0] is not x or n.input(3) is not None:
+    if not (plain or n.op == Kind.FUSED_GEMM) or n.inputs[0] is not x or n.input(3) is not None:
         return None
     w, b = n.inputs[1], n.input(2)
     if not w.is_constant or w.rank != 2 or (b is not None and not b.is_constant):
@@ -32,7 +32,7 @@ def _gemm_key(n: Node, x: Tensor):
 
 
 def _conv_key(n: Node, x: Tensor):
-    if n.op != "FusedConv" or n.inputs[0] is not x or n.input(3) is not None or n.attrs.get("group", 1) != 1:
+    if n.op != Kind.FUSED_CONV or n.inputs[0] is not x or n.input(3) is not None or n.attrs.get("group", 1) != 1:
         return None
     w, b = n.inputs[1], n.input(2)
     if not w.is_constant or (b is not None and not b.is_constant):
@@ -51,7 +51,7 @@ def _groups(x: Tensor, users: list[Node]) -> list[list[Node]]:
 
 def _fuse(graph: Graph, group: list[Node], ctx) -> None:
     first = group[0]
-    is_gemm = first.op in ("FusedGemm", "MatMul")
+    is_gemm = first.op in (Kind.FUSED_GEMM, "MatMul")
     axis = 1 if is_gemm else 0  # weight axis of the output features: [K, N] vs [M, C, kh, kw]
     weights = [n.inputs[1].value for n in group]
     widths = [int(w.shape[axis]) for w in weights]
@@ -69,7 +69,7 @@ def _fuse(graph: Graph, group: list[Node], ctx) -> None:
     label = " || ".join(" + ".join(n.origin) for n in group)
     attrs = {"activation": first.attrs.get("activation", "none"), "act_params": list(first.attrs.get("act_params") or [])} \
         if is_gemm else dict(first.attrs)
-    fused = node(graph, "FusedGemm" if is_gemm else first.op, inputs, [wide], attrs, name=f"{first.name}_wide",
+    fused = node(graph, Kind.FUSED_GEMM if is_gemm else first.op, inputs, [wide], attrs, name=f"{first.name}_wide",
                  origin=(label,), domain=DOMAIN)
     sizes = constant(graph, torch.tensor(widths, dtype=torch.int64), f"{first.name}.splits")
     split = node(graph, "Split", [wide, sizes], [n.outputs[0] for n in group], {"axis": out_axis % len(shape)},

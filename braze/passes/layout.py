@@ -10,7 +10,7 @@ It runs after the precision stage, so each convolution is judged by the type it 
 from __future__ import annotations
 
 from ..ir import DType, Graph
-from ..ops.fused import DOMAIN
+from ..ops.kinds import DOMAIN, Kind
 from .util import node
 
 
@@ -26,13 +26,13 @@ def prefers_nhwc(target: str, dtype: DType | None) -> bool:
 def run(graph: Graph, ctx) -> None:
     for i, n in enumerate(graph.nodes):
         w = n.input(1)
-        if n.op not in ("Conv", "FusedConv") or w is None or w.rank != 4 or not w.is_constant:
+        if n.op not in ("Conv", Kind.FUSED_CONV) or w is None or w.rank != 4 or not w.is_constant:
             continue
         if not prefers_nhwc(ctx.target, n.inputs[0].dtype):
             continue
         if n.op == "Conv":
             attrs = {**n.attrs, "activation": "none", "act_params": []}
-            n = graph.nodes[i] = node(graph, "FusedConv", list(n.inputs), n.outputs, attrs, name=n.name,
+            n = graph.nodes[i] = node(graph, Kind.FUSED_CONV, list(n.inputs), n.outputs, attrs, name=n.name,
                                       origin=n.origin, domain=DOMAIN)
         n.attrs["layout"] = "nhwc"
         ctx.fired["layout_nhwc"] += 1

@@ -16,7 +16,7 @@ import math
 import torch
 
 from ..ir import Graph, Node
-from ..ops.fused import DOMAIN
+from ..ops.kinds import DOMAIN, Kind
 from .pattern import Any, Const, Match, Op, Rule, rewrite
 from .util import activation_of, constant, merged_origin, node, same_type, scalar_value
 
@@ -168,7 +168,7 @@ def _unary(m: Match, graph: Graph, op: str, attrs: dict | None = None, domain: s
 # -- SiLU, HardSwish ---------------------------------------------------------------------------------------
 
 def _silu(m: Match, graph: Graph) -> list[Node] | None:
-    return _unary(m, graph, "SiLU", domain=DOMAIN)
+    return _unary(m, graph, Kind.SILU, domain=DOMAIN)
 
 
 def _hardswish_from_hardsigmoid(m: Match, graph: Graph) -> list[Node] | None:

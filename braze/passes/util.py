@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ..ir import DType, Graph, Node, Tensor
+from ..ops.epilogue import ACTIVATION_TABLE, Activation
 
 
 def forward(graph: Graph, old: Tensor, new: Tensor) -> bool:
@@ -35,7 +36,7 @@ def node(graph: Graph, op: str, inputs: list[Tensor | None], outputs: list[Tenso
          *, name: str, origin: tuple[str, ...], domain: str = "", version: int = 0) -> Node:
     """A new node with a unique name standing for the source nodes `origin`."""
     unique = name if name not in {n.name for n in graph.nodes} else graph.unique_name(name)
-    return Node(op, inputs, outputs, dict(attrs or {}), name=unique, domain=domain, version=version, origin=origin)
+    return Node(str(op), inputs, outputs, dict(attrs or {}), name=unique, domain=domain, version=version, origin=origin)
 
 
 def merged_origin(*nodes: Node) -> tuple[str, ...]:
@@ -67,41 +68,26 @@ def same_type(a: Tensor, b: Tensor) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.is_static
 
 
-ACTIVATION_OPS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "SiLU", "Gelu", "Elu")
-
-
 def activation_of(n: Node) -> tuple[str, list[float]] | None:
-    """The fused-activation spec (braze.ops.fused.activate) a node computes, or None if it is not one."""
-    if n.domain == "braze":
-        return ("silu", []) if n.op == "SiLU" else None
-    if n.domain:
-        return None
-    if n.op == "Relu":
-        return "relu", []
-    if n.op == "Sigmoid":
-        return "sigmoid", []
-    if n.op == "Tanh":
-        return "tanh", []
-    if n.op == "HardSwish":
-        return "hardswish", []
-    if n.op == "LeakyRelu":
-        return "leaky_relu", [float(n.attrs.get("alpha", 0.01))]
-    if n.op == "Elu":
-        return "elu", [float(n.attrs.get("alpha", 1.0))]
-    if n.op == "HardSigmoid":
-        return "hardsigmoid", [float(n.attrs.get("alpha", 0.2)), float(n.attrs.get("beta", 0.5))]
-    if n.op == "Gelu":
-        return ("gelu_tanh" if n.attrs.get("approximate") == "tanh" else "gelu"), []
-    if n.op == "Clip":
-        if not follows(n, 11):
-            return "clip", [float(n.attrs.get("min", float("-inf"))), float(n.attrs.get("max", float("inf")))]
-        bounds = []
-        for t, default in ((n.input(1), float("-inf")), (n.input(2), float("inf"))):
-            if t is None:
-                bounds.append(default)
-            elif t.is_constant and t.value.numel() == 1:
-                bounds.append(float(t.value.reshape(-1)[0]))
-            else:
-                return None
-        return "clip", bounds
+    """The activation (a name of braze.ops.epilogue's table and its act_params) a node computes, or None if it
+    computes none: found from the table's op, domain and selecting attributes; the constants come from the
+    op's attributes, or from its constant inputs from the opset the table names (Clip-11)."""
+    for a in ACTIVATION_TABLE.values():
+        if a.op == n.op and a.domain == n.domain and all(n.attrs.get(k, v) == v for k, v in a.attrs):
+            return _with_params(a, n)
     return None
+
+
+def _with_params(a: Activation, n: Node) -> tuple[str, list[float]] | None:
+    if a.params_as_inputs_since is None or not follows(n, a.params_as_inputs_since):
+        return a.name, [float(n.attrs.get(name, default)) for name, default in a.params]
+    params = []
+    for i, (_, default) in enumerate(a.params, start=1):
+        t = n.input(i)
+        if t is None:
+            params.append(default)
+        elif t.is_constant and t.value.numel() == 1:
+            params.append(float(t.value.reshape(-1)[0]))
+        else:
+            return None
+    return a.name, params

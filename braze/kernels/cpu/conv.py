@@ -17,30 +17,32 @@ import torch.nn.functional as F
 
 from ...device import Target
 from ...ir import Node
-from ...ops.fused import activate
+from ...ops.epilogue import activate, subset
+from ...ops.kinds import Kind
 from ..operands import conv_geometry
 from ..tactic import TacticBase
 
 _CL = torch.channels_last
 
 
+# The fused activations oneDNN's post-ops take: activation -> (oneDNN's name, algorithm). The act_params are
+# passed as its scalars, in the table's order (braze/ops/epilogue.py).
+_POST_OPS = {"none": ("none", ""), "sigmoid": ("sigmoid", ""), "tanh": ("tanh", ""), "hardswish": ("hardswish", ""),
+             "silu": ("swish", ""), "leaky_relu": ("leaky_relu", ""), "gelu_tanh": ("gelu", "tanh")}
 # NOTE: activations whose oneDNN post-op loses NaN or inf; `finish_in_place` applies them after the product.
 _AFTER_PRODUCT = ("relu", "clip", "gelu")
+ONEDNN_ACTIVATIONS = subset([*_POST_OPS, *_AFTER_PRODUCT], "oneDNN's post-ops")
 
 
 def onednn_post_op(activation: str, params: list[float]) -> tuple[str, list[float], str] | None:
     """oneDNN's name, scalars and algorithm for the post-op of one of braze's fused activations ("none" where
     `finish_in_place` applies it instead); None where braze has neither."""
-    simple = {"none": "none", "sigmoid": "sigmoid", "tanh": "tanh", "hardswish": "hardswish", "silu": "swish"}
-    if activation in simple:
-        return simple[activation], [], ""
+    if activation not in ONEDNN_ACTIVATIONS:
+        return None
     if activation in _AFTER_PRODUCT:
         return "none", [], ""
-    if activation == "leaky_relu":
-        return "leaky_relu", [params[0]], ""
-    if activation == "gelu_tanh":
-        return "gelu", [], "tanh"
-    return None
+    name, algorithm = _POST_OPS[activation]
+    return name, list(params), algorithm
 
 
 def finish_in_place(activation: str, params: list[float]) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -64,7 +66,7 @@ class OneDnnConvTactic(TacticBase):
     owned_inputs = (1, 2)  # weight and bias, prepared at compile
 
     def supports(self, node: Node, target: Target) -> bool:
-        if target.is_cuda or not onednn_available() or node.op not in ("Conv", "FusedConv"):
+        if target.is_cuda or not onednn_available() or node.op not in ("Conv", Kind.FUSED_CONV):
             return False
         x, w, b = node.inputs[0], node.inputs[1], node.input(2)
         act = node.attrs.get("activation", "none")

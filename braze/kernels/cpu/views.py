@@ -8,6 +8,7 @@ import torch
 
 from ...device import Target
 from ...ir import Node
+from ...ops.kinds import Kind, is_kind
 from ...ops.views import is_view, view_outputs
 from ..tactic import TacticBase
 
@@ -35,7 +36,7 @@ class ConcatInPlaceTactic(TacticBase):
     name = "concat_in_place"
 
     def supports(self, node: Node, target: Target) -> bool:
-        return node.op == "ConcatInPlace" and node.domain == "braze"
+        return is_kind(node, Kind.CONCAT_IN_PLACE)
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         axis = int(node.attrs["axis"])

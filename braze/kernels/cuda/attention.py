@@ -11,6 +11,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ...device import Target
 from ...ir import Node
+from ...ops.kinds import Kind, is_kind
 from ..tactic import TacticBase
 
 _BACKENDS = {
@@ -26,7 +27,7 @@ class SdpaTactic(TacticBase):
     writes_output = False
 
     def supports(self, node: Node, target: Target) -> bool:
-        return (target.is_cuda and node.op == "Attention" and node.domain == "braze"
+        return (target.is_cuda and is_kind(node, Kind.ATTENTION)
                 and all(t.rank == 4 and t.is_static for t in node.inputs[:3]))
 
     def configs(self, node: Node, target: Target, level: int) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from ...device import Target
 from ...ir import Node
-from ...ops.fused import activate
+from ...ops.epilogue import activate
+from ...ops.kinds import DOMAIN, Kind
 from ..operands import conv_geometry
 from ..tactic import TacticBase
 from .nan_safety import cublaslt_epilogue_propagates, cudnn_relu_propagates
@@ -24,7 +25,7 @@ _FLOAT = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _is_conv2d(node: Node) -> bool:
-    if node.op not in ("Conv", "FusedConv") or node.domain not in ("", "braze"):
+    if node.op not in ("Conv", Kind.FUSED_CONV) or node.domain not in ("", DOMAIN):
         return False
     x, w = node.inputs[0], node.inputs[1]
     return (w.is_constant and w.rank == 4 and x.is_static and x.dtype is not None and x.dtype.torch in _FLOAT

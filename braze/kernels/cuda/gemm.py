@@ -10,7 +10,7 @@ import torch
 
 from ...device import Target
 from ...ir import Node
-from ...ops.fused import activate
+from ...ops.epilogue import activate
 from ..operands import gemm_operands
 from ..tactic import TacticBase
 from .nan_safety import cublaslt_epilogue_propagates

@@ -8,6 +8,7 @@ import torch
 
 from ...device import Target
 from ...ir import Node
+from ...ops.kinds import Kind, is_kind
 from ..tactic import TacticBase
 
 
@@ -15,7 +16,7 @@ class TritonPointwiseTactic(TacticBase):
     name = "triton_pointwise"
 
     def supports(self, node: Node, target: Target) -> bool:
-        if not (target.is_cuda and node.op == "Pointwise" and node.domain == "braze"):
+        if not (target.is_cuda and is_kind(node, Kind.POINTWISE)):
             return False
         from ..triton.pointwise import generate
 

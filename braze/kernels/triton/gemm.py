@@ -1,7 +1,8 @@
 """A Triton GEMM with braze's fused epilogue: C = act(A @ B + bias) + residual, in one pass.
 
 A is [M, K], B is [K, N] (any strides), bias [N], residual [M, N]; accumulation is in float32 and
-the result is stored in C's dtype. CONFIGS is the tuning space the builder searches.
+the result is stored in C's dtype. CONFIGS is the tuning space the builder searches. The epilogue takes the
+activations of `ACTIVATIONS`, as the codes of braze's activation table (braze/ops/epilogue.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ import torch
 import triton
 import triton.language as tl
 
-ACTIVATIONS = {"none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "sigmoid": 4, "silu": 5}
+from ...ops.epilogue import ACTIVATION_TABLE, subset
+
+_EPILOGUES = subset(("none", "relu", "gelu", "gelu_tanh", "sigmoid", "silu"), "the Triton GEMM")
+ACTIVATIONS = {a.name: a.code for a in ACTIVATION_TABLE.values() if a.name in _EPILOGUES}
+_RELU = tl.constexpr(ACTIVATIONS["relu"])
+_GELU = tl.constexpr(ACTIVATIONS["gelu"])
+_GELU_TANH = tl.constexpr(ACTIVATIONS["gelu_tanh"])
+_SIGMOID = tl.constexpr(ACTIVATIONS["sigmoid"])
+_SILU = tl.constexpr(ACTIVATIONS["silu"])
 
 CONFIGS = [
     {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3},
@@ -56,16 +65,16 @@ def _gemm_kernel(a_ptr, b_ptr, bias_ptr, res_ptr, c_ptr, M, N, K,
 
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)[None, :]
-    if ACT == 1:
+    if ACT == _RELU:
         acc = tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NOTE: relu(NaN) is NaN, as the reference
-    elif ACT == 2:
+    elif ACT == _GELU:
         acc = 0.5 * acc * (1.0 + tl.erf(acc * 0.7071067811865476))
-    elif ACT == 3:
+    elif ACT == _GELU_TANH:
         inner = 0.7978845608028654 * (acc + 0.044715 * acc * acc * acc)
         acc = 0.5 * acc * (1.0 + (2.0 / (1.0 + tl.exp(-2.0 * inner)) - 1.0))
-    elif ACT == 4:
+    elif ACT == _SIGMOID:
         acc = 1.0 / (1.0 + tl.exp(-acc))
-    elif ACT == 5:
+    elif ACT == _SILU:
         acc = acc / (1.0 + tl.exp(-acc))
     mask = (rm[:, None] < M) & (rn[None, :] < N)
     if HAS_RES:

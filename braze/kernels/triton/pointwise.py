@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from ...ir import DType, Graph, Node, Tensor
+from ...ops.kinds import DOMAIN, Kind
 
 # NOTE: every max/min propagates NaN (Triton's default returns the other operand), as the references do.
 _MAX = "tl.maximum({0}, {1}, propagate_nan=tl.PropagateNan.ALL)"
@@ -32,7 +33,7 @@ _BINARY = {"Add": "({0} + {1})", "Sub": "({0} - {1})", "Mul": "({0} * {1})", "Di
 _UNARY = {"Neg": "(-{0})", "Abs": "tl.abs({0})", "Exp": "tl.exp({0})", "Log": "tl.log({0})", "Sqrt": "tl.sqrt({0})",
           "Reciprocal": "(1.0 / {0})", "Erf": "tl.erf({0})", "Relu": _MAX.format("{0}", "0.0"),
           "Sigmoid": "(1.0 / (1.0 + tl.exp(-{0})))", "Tanh": "(2.0 / (1.0 + tl.exp(-2.0 * {0})) - 1.0)",
-          "SiLU": "({0} / (1.0 + tl.exp(-{0})))", "Floor": "tl.floor({0})", "Ceil": "tl.ceil({0})",
+          Kind.SILU: "({0} / (1.0 + tl.exp(-{0})))", "Floor": "tl.floor({0})", "Ceil": "tl.ceil({0})",
           "Not": "({0} == 0)", "Softsign": "({0} / (1.0 + tl.abs({0})))",
           "HardSwish": "({0} * " + _MIN.format(_MAX.format("{0} * 0.16666666666666666 + 0.5", "0.0"), "1.0") + ")",
           "Softplus": "tl.where({0} > 20.0, {0}, tl.log(1.0 + tl.exp({0})))"}
@@ -56,7 +57,7 @@ def _scalar(t: Tensor | None) -> float | None:
 
 def _expr(node: Node, args: list[str]) -> str | None:
     op, a = node.op, node.attrs
-    if node.domain not in ("", "braze"):
+    if node.domain not in ("", DOMAIN):
         return None
     if op in _BINARY and len(args) == 2:
         return _BINARY[op].format(*args)
