@@ -13,6 +13,9 @@ parallel). On CUDA, a run enqueued on another stream than the previous run waits
 
 Sequences and optionals travel as a list of tensors and as their element or None; they are never
 in the arena, and their inputs get no static buffer.
+
+`run_layers` runs layer by layer (never the CUDA graph) and hands each layer's outputs, copied, to an
+observer: what `braze compare --per-layer` compares, with every fusion in place.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -32,6 +35,9 @@ from ..ir import (OPTIONAL_SEQUENCE, OPTIONAL_TENSOR, SEQUENCE, TENSOR, DType, T
 from ..tune.timing import time_in_cuda_graph, time_kernel
 from .engine import Binding, Engine
 
+
+Observer = Callable[[str, list[str], list[Any]], None]
+"""Called after each layer by `run_layers`: (layer name, its output tensor names, copies of its outputs)."""
 
 _CAPTURE_LOCK = threading.Lock()
 _BUSY = ("this execution context is being used by another thread; create one context per thread "
@@ -139,6 +145,34 @@ class ExecutionContext:
                     raise InputError(f"input {name!r} is a {b.kind.replace('_', ' ')}: it has no static buffer")
                 return buffer
         raise InputError(f"no input named {name!r}; the engine's inputs are {self._describe_inputs()}")
+
+    def run_layers(self, feeds: Mapping[str, Any], observe: Observer) -> dict[str, Any]:
+        """Run the engine on `feeds` layer by layer (never as the CUDA graph) and call `observe(layer, output_names,
+        outputs)` after each layer, with copies of its outputs made before the arena reuses their memory: tensors
+        on the engine's device (a sequence as a list, an absent optional as None), named as in the engine's graph.
+        Returns the outputs as `infer` does. For accuracy tools (`braze compare --per-layer`): slower than `infer`,
+        and the layers' outputs are what the fused layers compute, so no fusion is undone to observe them."""
+        self._enter()
+        try:
+            values = self._check(feeds)
+            as_torch = any(isinstance(x, torch.Tensor) for v in feeds.values()
+                           for x in (v if isinstance(v, (list, tuple)) else [v]))
+            saved = list(self._values)  # NOTE: a captured graph keeps writing to these tensors; restore them after
+            try:
+                with torch.cuda.stream(self.stream) if self._cuda else contextlib.nullcontext():
+                    if self._cuda:
+                        self._follow(self.stream)
+                    self._bind(values)
+                    with self._flags():
+                        self._run(observe=observe)
+                    outputs = [_copy(self._values[slot]) for slot in self.engine.output_slots]
+                if self._cuda:
+                    self.stream.synchronize()
+            finally:
+                self._values[:] = saved
+            return {b.name: (v if as_torch else _to_numpy(v, b.dtype)) for b, v in zip(self.engine.outputs, outputs)}
+        finally:
+            self._busy.release()
 
     @property
     def uses_cuda_graph(self) -> bool:
@@ -258,7 +292,7 @@ class ExecutionContext:
             finally:
                 torch.backends.cuda.matmul.allow_tf32 = saved
 
-    def _run(self, release: bool = True) -> None:
+    def _run(self, release: bool = True, observe: Observer | None = None) -> None:
         values = self._values
         for step in self.engine.steps:
             ins = [None if s is None else values[s] for s in step.inputs]
@@ -278,6 +312,9 @@ class ExecutionContext:
                         raise ExecutionError(f"layer {step.node.name!r} ({step.node.op}) produced no output for "
                                              f"{self.engine.slots[s].tensor.name!r}")
                     values[s] = produced[i]
+            if observe is not None:  # NOTE: before the release below, which drops outputs that nothing reads
+                observe(step.node.name, [self.engine.slots[s].tensor.name for s in step.outputs],
+                        [_copy(values[s]) for s in step.outputs])
             if release:
                 for s in step.release:
                     values[s] = None

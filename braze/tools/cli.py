@@ -1,9 +1,10 @@
-"""The `braze` command: build, run, inspect, bench, demo and conformance.
+"""The `braze` command: build, run, inspect, bench, compare, demo and conformance.
 
     braze build model.onnx -o model.engine [--shapes input:1x3x224x224]
     braze run model.engine [--input input=x.npy] [--save-outputs DIR]
     braze inspect model.engine [--json]
     braze bench model.engine [--profile] [--json]
+    braze compare model.onnx [--fp16] [--per-layer] [--json report.json]
     braze demo [--model resnet50]
 
 Errors braze reports (BrazeError) print as one `[E]` line and exit with status 1; a bad argument is
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _register_build(sub)
     _register_run(sub)
     _register_inspect(sub)
+    _register_compare(sub)
     bench.register(sub, _add_build_options, load_or_build)
     demo.register(sub)
     conformance.register(sub)
@@ -239,6 +241,95 @@ def _inspect(args: argparse.Namespace) -> int:
     desc = describe_graph(parse_onnx(args.model))
     print(to_json(desc) if args.json else format_graph_summary(desc, model_label(args.model)))
     return 0
+
+
+# -- compare -------------------------------------------------------------------------------------
+
+def _register_compare(sub) -> None:
+    p = sub.add_parser("compare", help="run a braze engine, onnxruntime and braze's reference on the same inputs and "
+                                      "compare every output (exit status 1 if one is out of tolerance)")
+    p.add_argument("model", help="ONNX file or zoo:NAME")
+    p.add_argument("--device", default="cpu", help="target device of the engine: cpu or cuda[:N] (default cpu)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="FP16 engine")
+    precision.add_argument("--bf16", action="store_true", help="BF16 engine")
+    precision.add_argument("--precision", metavar="P", help="the engine's precisions, e.g. fp16 or fp16,int8")
+    p.add_argument("--shapes", nargs="+", metavar="NAME:DIMS", help="input shapes, e.g. input:1x3x224x224")
+    p.add_argument("--opt-level", type=non_negative_int, default=3, metavar="N",
+                   help="optimization level of the engine, 0 = none (default 3)")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                      help="an input from a .npy file (the other inputs random)")
+    data.add_argument("--data", metavar="DIR", help="a folder of samples: .npz of named inputs, or .npy (one input)")
+    p.add_argument("--int-range", type=_range(int), default=(0, 1), metavar="LO,HI",
+                   help="random integer inputs in [LO, HI] (default 0,1)")
+    p.add_argument("--float-range", type=_range(float), default=(-1.0, 1.0), metavar="LO,HI",
+                   help="random float inputs uniform in [LO, HI] (default -1,1; a negative LO after '=': "
+                        "--float-range=-2,2)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--samples", type=positive_int, default=1, metavar="N", help="random samples to run (default 1)")
+    p.add_argument("--per-layer", action="store_true",
+                   help="also compare every layer's outputs with onnxruntime's and name the first whose error jumps")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="top-k agreement to report (default 5)")
+    p.add_argument("--against", type=_runners, default=None, metavar="R[,R]",
+                   help="references: onnxruntime, reference, or both (default both)")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON to FILE")
+    p.set_defaults(func=_compare)
+
+
+def _range(kind: type):
+    def parse(text: str) -> tuple:
+        parts = text.split(",")
+        try:
+            lo, hi = (kind(x) for x in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            lo = None
+        if lo is None or not lo <= hi:  # NOTE: also refuses nan
+            raise argparse.ArgumentTypeError(f"{text!r}: write LO,HI with LO <= HI, e.g. "
+                                             f"{'0,10' if kind is int else '-1,1'}")
+        return lo, hi
+    return parse
+
+
+def _runners(text: str) -> list[str]:
+    from .compare import RUNNERS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in RUNNERS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(RUNNERS)} (comma-separated)")
+    return names
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare_model
+
+    if is_engine_source(args.model):
+        raise BrazeError(f"{args.model} is a braze engine; compare takes the ONNX model (or zoo:NAME) and builds it")
+    report_file = writable_file(args.json, "--json") if args.json else None
+    files: dict[str, str] = {}
+    for item in args.input:
+        name, sep, file = item.partition("=")
+        if not sep or not name:
+            raise BrazeError(f"--input {item!r}: expected NAME=FILE.npy")
+        if name in files:
+            raise BrazeError(f"--input {item!r}: input {name!r} is given twice")
+        files[name] = file
+    precision = args.precision or ("fp16" if args.fp16 else "bf16" if args.bf16 else "fp32")
+    info(f"building {model_label(args.model)} for {args.device} ({precision})")
+    report = compare_model(args.model, device=args.device, precision=precision,
+                           shapes=default_shapes(args.model, parse_shapes(args.shapes)), feeds=args.data,
+                           input_files=files, int_range=args.int_range, float_range=args.float_range, seed=args.seed,
+                           samples=args.samples, per_layer=args.per_layer, top_k=args.top_k, against=args.against,
+                           optimization_level=args.opt_level, progress=lambda m: info(f"  {m}"))
+    print(report.format(), flush=True)
+    if report_file is not None:
+        try:
+            report_file.write_text(to_json(report.to_dict()) + "\n")
+        except OSError as e:
+            raise BrazeError(f"--json {args.json}: cannot write the report: {e.strerror or e}") from None
+        info(f"report written to {args.json}")
+    return 0 if report.passed else 1
 
 
 if __name__ == "__main__":
