@@ -16,6 +16,7 @@ from .errors import BrazeError  # noqa: E402
 from .frontends.onnx import parse_onnx  # noqa: E402
 from .ir import DType, Graph  # noqa: E402
 from .network import Network  # noqa: E402
+from .precision import Calibration, Precision, PrecisionPolicy  # noqa: E402
 
-__all__ = ["Builder", "BuilderConfig", "BrazeError", "DType", "Engine", "ExecutionContext", "Graph", "Network", "Runtime",
-           "__version__", "parse_onnx"]
+__all__ = ["Builder", "BuilderConfig", "BrazeError", "Calibration", "DType", "Engine", "ExecutionContext", "Graph",
+           "Network", "Precision", "PrecisionPolicy", "Runtime", "__version__", "parse_onnx"]

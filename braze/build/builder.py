@@ -25,11 +25,12 @@ from ..ir import DType, Graph, format_shape
 from ..kernels import tactics_for
 from ..ops import infer_shapes
 from ..ops.control_flow import invalid_branches
-from ..passes.pipeline import PRECISION_PIPELINE, PassContext, optimize
+from ..passes.pipeline import LOWERED_PASSES, QDQ_PASSES, PassContext, optimize
 from ..precision import Precision, PrecisionPolicy, lower_precision
+from ..precision.int8 import Calibration, quantize
 from ..progress import Progress, ProgressSetting, reporter
 from ..tune import TimingCache
-from .checks import check_declared, check_memory, declared_types
+from .checks import check_declared, check_memory, check_quantization, declared_types
 from .constants import bind_constants
 from .memory import plan_memory
 from .tactics import choose_tactics
@@ -45,6 +46,7 @@ class BuilderConfig:
     # what layers may run in: a PrecisionPolicy, or "fp32", "fp16", "bf16", "fp16,int8", ... (docs/quantization.md)
     precision: PrecisionPolicy | str | Sequence[str] = "fp32"
     tf32: bool = False  # let fp32 matrix products and convolutions use TF32 (CUDA); the same as allowing tf32
+    calibration: Calibration | None = None  # where INT8 scales come from (data and/or a cache), when int8 is allowed
     timing_cache: str | None = None  # a timing cache file to read and extend
     progress: ProgressSetting = None  # a callback, or True/False; None: lines on stderr where it is a terminal
     dump_dir: str | None = None  # write the graph after every pass here (also BRAZE_DEBUG=passes)
@@ -74,6 +76,7 @@ class Builder:
         for line in invalid_branches(graph):
             say(f"warning: {line}")
         check_declared(graph, declared)
+        check_quantization(graph)
         graph.cleanup()
         graph.verify()
         check_memory(graph, self.target)
@@ -85,13 +88,20 @@ class Builder:
             say(f"optimized: {source_nodes} nodes -> {len(graph.nodes)} layers "
                 f"({sum(passes.fired.values())} rewrites)")
 
+        int8 = None
+        if policy.int8 and config.optimization_level == 0:
+            say("warning: int8 needs optimization level 1 or more (its layers are fused ones): building in float")
+        elif policy.int8:
+            int8 = quantize(graph, policy, config.calibration, self.target.device, say)
+        if config.optimization_level > 0:
+            optimize(graph, passes, QDQ_PASSES)
         if policy.float_type is not DType.float32:
             keep = frozenset(n.name for n in graph.nodes if policy.pinned(n) == Precision.FP32)
             lower_precision(graph, policy.float_type, keep=keep)
             infer_shapes(graph)
             graph.verify()
         if config.optimization_level > 0:
-            optimize(graph, passes, PRECISION_PIPELINE)
+            optimize(graph, passes, LOWERED_PASSES)
 
         cache = TimingCache(self.target.signature(), config.timing_cache) if self.target.is_cuda else None
         with _tf32(policy.tf32):
@@ -112,6 +122,7 @@ class Builder:
             "precision": policy.describe(),
             "policy": policy.to_json(),
             "tf32": policy.tf32,
+            **({"int8": int8.to_json()} if int8 is not None else {}),
             "rules_fired": dict(sorted(passes.fired.items())),
             "pass_seconds": {k: round(v, 4) for k, v in passes.seconds.items()},
         })

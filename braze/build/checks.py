@@ -62,3 +62,25 @@ def check_memory(graph: Graph, target: Target, arena_size: int | None = None) ->
         beside = "beside the weights" if target.is_cuda else "alone"  # NOTE: weights count on a GPU only
         check_device_memory(largest.nbytes, weights, target,
                             what=f"the engine's tensor {largest.name!r} {largest.type_str()} {beside}")
+
+
+_QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+
+
+def check_quantization(graph: Graph) -> None:
+    """Refuse a Quantize/DequantizeLinear whose constant scale is zero, negative or not finite: onnxruntime runs
+    such a model and returns zeros, infinities or NaN for the whole tensor, which is never what it means."""
+    for g in graph.walk():
+        for node in g.nodes:
+            if node.op not in _QDQ or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
+                continue
+            scale = node.inputs[1]
+            if scale is None or scale.value is None or not scale.value.is_floating_point():
+                continue
+            bad = ~(scale.value.float() > 0) | scale.value.float().isinf()
+            if bool(bad.any()):
+                at = int(bad.reshape(-1).nonzero()[0])
+                value = float(scale.value.reshape(-1)[at])
+                where = f" at index {at} of {scale.value.numel()}" if scale.value.numel() > 1 else ""
+                raise ModelError(f"node {node.name!r} ({node.op}): its scale {scale.name!r} is {value:.6g}{where}; a "
+                                 f"quantization scale must be positive and finite")

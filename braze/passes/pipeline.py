@@ -17,8 +17,8 @@ from typing import Callable
 from ..ir import Graph
 from ..ops import infer_shapes
 from ..precision.policy import PrecisionPolicy
-from . import (concat, eliminate, fold_constants, fuse_attention, fuse_conv, fuse_gemm, fuse_pointwise, horizontal,
-               layout, recognize)
+from . import (concat, eliminate, fold_constants, fuse_attention, fuse_conv, fuse_gemm, fuse_pointwise, fuse_qdq,
+               horizontal, layout, recognize)
 
 
 @dataclass
@@ -52,17 +52,21 @@ PIPELINE: list[Pass] = [
     Pass("concat", concat.run, level=2),
 ]
 
-# After the precision stage: the rules that need the lowered types.
+# The precision stage's passes: Q/DQ fusion once the Q/DQ pairs are in place (the model's, or calibration's),
+# before the floats are lowered; then the rules that need the lowered types.
 PRECISION_PIPELINE: list[Pass] = [
+    Pass("fuse_qdq", fuse_qdq.run),
     Pass("layout", layout.run, level=2),
 ]
+QDQ_PASSES, LOWERED_PASSES = PRECISION_PIPELINE[:1], PRECISION_PIPELINE[1:]
 
 
 def optimize(graph: Graph, ctx: PassContext, pipeline: list[Pass] | None = None) -> None:
     """Run every pass of `pipeline` (default PIPELINE) that `ctx.level` enables, in order."""
     dump = ctx.dump_dir or _debug_dir()
-    first = 0 if pipeline is None else len(PIPELINE)  # dump files keep one numbering across both lists
-    for index, p in enumerate(PIPELINE if pipeline is None else pipeline, start=first):
+    everything = PIPELINE + PRECISION_PIPELINE  # NOTE: dump files keep one numbering across the lists
+    for p in PIPELINE if pipeline is None else pipeline:
+        index = everything.index(p)
         if ctx.level < p.level:
             continue
         started = time.perf_counter()

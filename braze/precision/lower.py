@@ -19,6 +19,7 @@ import torch
 
 from ..ir import DType, Graph, Node, Tensor, subgraphs
 from ..ops import REGISTRY
+from ..ops.kinds import Kind
 
 _ONNX_FLOAT = int(onnx.TensorProto.FLOAT)
 _ONNX_CODES = {DType.float16: int(onnx.TensorProto.FLOAT16), DType.bfloat16: int(onnx.TensorProto.BFLOAT16)}
@@ -29,8 +30,11 @@ _TYPE_ATTRS = {
     "RandomNormalLike": ("dtype", None), "RandomUniformLike": ("dtype", None), "SequenceEmpty": ("dtype", _ONNX_FLOAT),
     "HannWindow": ("output_datatype", _ONNX_FLOAT), "HammingWindow": ("output_datatype", _ONNX_FLOAT),
     "BlackmanWindow": ("output_datatype", _ONNX_FLOAT), "MelWeightMatrix": ("output_datatype", _ONNX_FLOAT),
-    "DequantizeLinear": ("output_dtype", None),
+    "DequantizeLinear": ("output_dtype", None), Kind.QCONV: ("output_dtype", _ONNX_FLOAT),
+    Kind.QGEMM: ("output_dtype", _ONNX_FLOAT),
 }
+# Inputs that stay float32 in a lowered graph: an INT8 layer's per-channel weight scales.
+_FLOAT32_INPUTS = {Kind.QCONV: (2,), Kind.QGEMM: (2,)}
 _SHAPE_READERS = ("Shape", "Size")  # read only their input's shape: a shape path does not reach past them
 
 
@@ -85,7 +89,9 @@ def _cast_up(graph: Graph, reads: list[tuple[Node, int]]) -> None:
 
 
 def _value_inputs(node: Node) -> frozenset[int]:
-    return REGISTRY.for_node(node).value_inputs if REGISTRY.knows(node) else frozenset()
+    """The inputs lowering leaves in float32: those that decide a shape, and an INT8 layer's weight scales."""
+    own = REGISTRY.for_node(node).value_inputs if REGISTRY.knows(node) else frozenset()
+    return own | frozenset(_FLOAT32_INPUTS.get(node.op, ()))
 
 
 def _shape_path(graph: Graph) -> set[int]:
@@ -107,7 +113,8 @@ def _shape_path(graph: Graph) -> set[int]:
         if node is not None and node.op not in _SHAPE_READERS:
             pending += [x for x in node.inputs if x is not None]
     for node in graph.nodes:  # NOTE: an op fed only such float32 values (a Range of float bounds) makes float32 too
-        floats = [x for x in node.inputs if x is not None and x.dtype == DType.float32]
+        scales = _FLOAT32_INPUTS.get(node.op, ())
+        floats = [x for i, x in enumerate(node.inputs) if x is not None and x.dtype == DType.float32 and i not in scales]
         if floats and all(id(x) in stay for x in floats):
             stay.update(id(t) for t in node.outputs if t.dtype == DType.float32)
     return stay
@@ -153,6 +160,8 @@ def _narrow(value: torch.Tensor, dtype: DType) -> torch.Tensor:
 
 def _retarget(node: Node, dtype: DType) -> None:
     """Ops that name float32 explicitly, or by default, produce the low type instead."""
+    if node.op in ("QuantizeLinear", "DequantizeLinear") and node.domain in ("", "ai.onnx") and 0 < node.version < 19:
+        node.version = 19  # NOTE: the first version to take float16/bfloat16 x and scales; the same otherwise
     attr = _TYPE_ATTRS.get(node.op)
     if attr is not None and node.attrs.get(attr[0], attr[1]) == _ONNX_FLOAT:
         node.attrs[attr[0]] = _ONNX_CODES[dtype]

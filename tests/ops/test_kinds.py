@@ -24,8 +24,6 @@ BRAZE = Path(__file__).resolve().parents[2] / "braze"
 OTHER_MEANINGS = {
     ("ops/attention.py", Kind.ATTENTION): "ONNX's own Attention op (domain '')",
     ("frontends/onnx/unsupported.py", Kind.QGEMM): "com.microsoft's QGemm, which braze does not import",
-    ("ops/qfused.py", Kind.QCONV): "pending: the QConv/QGemm references are to be registered as Kind.QCONV/QGEMM",
-    ("ops/qfused.py", Kind.QGEMM): "pending: the QConv/QGemm references are to be registered as Kind.QCONV/QGEMM",
 }
 
 

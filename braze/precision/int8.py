@@ -1,0 +1,95 @@
+"""The INT8 step of the precision stage: choose the layers (the recipe and the pins), find their input scales
+(calibration data, or a calibration cache made for this graph), and put Q/DQ pairs before them.
+
+    report = quantize(graph, policy, Calibration(data="calib/", cache="model.calib.json"), device, say)
+
+Calibration runs on the build device: the optimized float32 graph with the reference ops, observing only the
+tensors the chosen layers read; the scales go to the cache when one is named, and a later build with the cache
+and no data reuses them. The fusion rules (passes/fuse_qdq.py) then make each layer an INT8 kind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import BrazeError
+from ..ir import Graph
+from ..progress import Progress
+from .calib_cache import CalibrationCache, data_digest, graph_digest, load_cache
+from .calibrate import calibrate, collect
+from .data import load_samples
+from .policy import PrecisionPolicy
+from .qdq import Choice, calibration_tensors, choose_layers, insert_qdq
+
+
+@dataclass
+class Calibration:
+    """Where INT8 scales come from: `data` (a folder of .npy/.npz, an iterable of feeds, a DataLoader) and/or
+    `cache` (a JSON file: read when there is no data, written when there is)."""
+
+    data: Any = None
+    cache: str | None = None
+    calibrator: str = "entropy"  # entropy, minmax or percentile
+    percentile: float = 99.99
+    limit: int | None = None  # use at most this many samples
+
+
+@dataclass
+class Int8Report:
+    choices: list[Choice] = field(default_factory=list)
+    scales: dict[str, float] = field(default_factory=dict)
+    source: str = ""  # "calibrated on N samples (entropy)" or "cache FILE"
+    graph_digest: str = ""
+    data_digest: str = ""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "graph_digest": self.graph_digest, "data_digest": self.data_digest,
+                "seconds": round(self.seconds, 3),
+                "int8_layers": [c.node.name for c in self.choices if c.int8],
+                "kept_in_float": {c.node.name: c.reason for c in self.choices if not c.int8}}
+
+
+def quantize(graph: Graph, policy: PrecisionPolicy, calibration: Calibration | None, device: torch.device,
+             say: Progress) -> Int8Report:
+    """Choose, calibrate and insert Q/DQ in place; returns what was done (for the plan and `inspect`)."""
+    started = time.perf_counter()
+    report = Int8Report(choices=choose_layers(graph, policy))
+    names = calibration_tensors(report.choices)
+    if not names:
+        say("int8: no layer of this model can take INT8 (convolutions and matrix products with constant weights)")
+        return report
+    calibration = calibration or Calibration()
+    report.graph_digest = graph_digest(graph)
+    if calibration.data is None:
+        if calibration.cache is None or not Path(calibration.cache).exists():
+            given = f" (the cache {calibration.cache!r} does not exist)" if calibration.cache else ""
+            raise BrazeError(f"int8 needs calibration data or a calibration cache{given}: pass --calib DIR (a folder "
+                             f"of .npy/.npz samples) or --calib-cache FILE, or BuilderConfig(calibration="
+                             f"Calibration(data=..., cache=...))")
+        cache = load_cache(calibration.cache, graph, names, report.graph_digest)
+        report.scales, report.data_digest = dict(cache.scales), cache.data_digest
+        report.source = f"cache {calibration.cache} ({cache.calibrator})"
+    else:
+        samples = load_samples(calibration.data, graph, device, calibration.limit)
+        say(f"int8: calibrating {len(names)} tensors on {len(samples)} samples ({calibration.calibrator}, on {device})")
+        collector = collect(graph, samples, names, device, histogram=calibration.calibrator != "minmax")
+        report.scales = calibrate(collector, calibration.calibrator, calibration.percentile, say)
+        report.data_digest = data_digest(samples)
+        report.source = f"calibrated on {len(samples)} samples ({calibration.calibrator})"
+        if calibration.cache is not None:
+            CalibrationCache(calibration.calibrator, report.graph_digest, report.data_digest, report.scales,
+                             calibration.percentile if calibration.calibrator == "percentile" else None
+                             ).save(calibration.cache)
+    pairs = insert_qdq(graph, report.choices, report.scales)
+    report.seconds = time.perf_counter() - started
+    kept = [c for c in report.choices if not c.int8]
+    say(f"int8: {sum(c.int8 for c in report.choices)} layers quantized ({pairs} Q/DQ pairs), {len(kept)} kept in "
+        f"float{': ' + '; '.join(f'{c.node.name} ({c.reason})' for c in kept[:5]) if kept else ''}"
+        f"{' ...' if len(kept) > 5 else ''}")
+    return report
