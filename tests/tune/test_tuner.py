@@ -263,3 +263,42 @@ def test_the_cpu_tactics_all_agree_with_the_reference_when_tuned(monkeypatch, pr
         {n: (c.tactic, c.config) for n, c in engine.plan.layers.items()}
     assert not [line for line in said if "failed" in line or "disagrees" in line], said
     assert timed
+
+
+class FakeInt8(TacticBase):
+    """A QGemm kernel: the reference's int8 output, then `off` added to every other element (saturating)."""
+
+    def __init__(self, name: str, clock: Clock, off: int):
+        self.name, self.clock, self.off = name, clock, off
+
+    def supports(self, node: Node, target: Target) -> bool:
+        return True
+
+    def compile(self, node: Node, config: dict[str, Any], target: Target):
+        from braze.ops import REGISTRY
+
+        opdef = REGISTRY.for_node(node)
+
+        def kernel(inputs, outputs):
+            self.clock.last = (self.name, key(config))
+            assert inputs[0].abs().sum() > 0, "INT8 activations sampled as zeros"
+            y = opdef.run(list(inputs), node.attrs, 1, None)[0].to(torch.int32)
+            y.view(-1)[::2] += self.off
+            outputs[0].copy_(y.clamp(-128, 127).to(torch.int8))
+
+        return kernel
+
+
+@pytest.mark.parametrize("off, kept", [(1, True), (2, False)])
+def test_int8_candidates_may_differ_from_the_reference_by_one_step(monkeypatch, off, kept):
+    g = torch.Generator().manual_seed(0)
+    x = Tensor("x", DType.int8, (4, 16))
+    w = Tensor("w", DType.int8, (16, 8), torch.randint(-127, 128, (16, 8), generator=g, dtype=torch.int8))
+    s = Tensor("s", DType.float32, (8,), torch.full((8,), 0.01))
+    y = Tensor("y", DType.int8, (4, 8))
+    node = Node("QGemm", [x, w, s], [y], {"x_scale": 0.05, "out_scale": 0.5, "output_dtype": 3}, name="qgemm",
+                domain="braze")
+    clock = Clock({("exact", key({})): 1.0, ("close", key({})): 0.5})
+    chosen = choose(Graph([x], [y], [node], name="q"), [FakeInt8("exact", clock, 0), FakeInt8("close", clock, off)],
+                    clock, monkeypatch)
+    assert chosen["qgemm"].tactic == ("close" if kept else "exact")
