@@ -33,6 +33,11 @@ _TOLERANCES = {
 }
 _EXACT = Tolerance(0.0, 0.0, 0.0)
 
+QUANTIZED_STEPS = 1
+"""How far a requantized (int8/uint8) output of an INT8 kernel may be from its reference, in quantization steps:
+the kernel scales in float32 where the reference divides in float64, so a value at a tie may round either way
+(and two INT8 kernels may differ by as much)."""
+
 
 def tolerance(dtype: DType | str | torch.dtype | np.dtype) -> Tolerance:
     """Tolerance for outputs of this dtype (integers and bool must match exactly)."""
