@@ -96,10 +96,16 @@ def export_onnx(name: str, batch: int) -> bytes:
     return buf.getvalue()
 
 
-def bench_braze(name: str, batch: int, cache: str, reference: torch.Tensor) -> dict:
+def bench_braze(name: str, batch: int, cache: str, reference: torch.Tensor, precision: str = "fp16") -> dict:
     onnx_bytes = export_onnx(name, batch)
+    calibration = None
+    if "int8" in precision:  # NOTE: for speed only: seeded inputs stand in for data (the zoo's weights are seeded too)
+        names = [t.name for t in braze.parse_onnx(onnx_bytes).inputs]
+        calibration = braze.Calibration(data=[{n: x.cpu().numpy() for n, x in zip(names, make_inputs(name, batch, "cpu"))}
+                                              for _ in range(1)])
     started = time.perf_counter()
-    engine = braze.Builder("cuda").build(onnx_bytes, braze.BuilderConfig(precision="fp16", timing_cache=cache))
+    engine = braze.Builder("cuda").build(onnx_bytes, braze.BuilderConfig(precision=precision, timing_cache=cache,
+                                                                          calibration=calibration))
     build_s = time.perf_counter() - started
     blob = engine.serialize()
     torch.cuda.synchronize()
@@ -150,6 +156,7 @@ def main() -> int:
     p.add_argument("--modes", default="eager,default,reduce-overhead,max-autotune")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--timing-cache", default="/tmp/braze_timing_cache.json")
+    p.add_argument("--precisions", default="fp16", help="braze builds to run, e.g. fp16,fp16+int8")
     args = p.parse_args()
     batches = {k: [int(b) for b in v.split(",")] for k, v in (item.split("=") for item in args.batches)}
     modes = args.modes.split(",")
@@ -168,14 +175,15 @@ def main() -> int:
                 reference = out if reference is None else reference
                 print(f"[I] {name} bs{batch} torch {mode}: {result['ms']:.4f} ms (compile {result['compile_s']:.1f} s)",
                       flush=True)
-            try:
-                mine = bench_braze(name, batch, args.timing_cache, reference)
-            except Exception as e:  # report the peers' numbers even if braze fails on this model
-                print(f"[E] {name} bs{batch} braze failed: {type(e).__name__}: {e}", flush=True)
-                continue
-            print(f"[I] {name} bs{batch} braze: {mine['ms']:.4f} ms (build {mine['build_s']:.1f} s, "
-                  f"rel L2 vs eager {mine['rel_l2_vs_eager']:.2e})", flush=True)
-            rows.append({"model": name, "batch": batch, "braze": mine, "peers": peers})
+            for precision in args.precisions.split(","):
+                try:
+                    mine = bench_braze(name, batch, args.timing_cache, reference, precision.replace("+", ","))
+                except Exception as e:  # report the peers' numbers even if braze fails on this model
+                    print(f"[E] {name} bs{batch} braze {precision} failed: {type(e).__name__}: {e}", flush=True)
+                    continue
+                print(f"[I] {name} bs{batch} braze {precision}: {mine['ms']:.4f} ms (build {mine['build_s']:.1f} s, "
+                      f"rel L2 vs eager {mine['rel_l2_vs_eager']:.2e})", flush=True)
+                rows.append({"model": name, "batch": batch, "precision": precision, "braze": mine, "peers": peers})
     report(rows, Path(args.out))
     return 0
 
@@ -191,7 +199,7 @@ def report(rows: list[dict], out: Path) -> None:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         b = r["braze"]
-        lines.append(f"| {r['model']} | {r['batch']} | **braze** | {b['ms']:.4f} | {r['batch'] * 1000 / b['ms']:,.0f} | "
+        lines.append(f"| {r['model']} | {r['batch']} | **braze {r.get('precision', 'fp16')}** | {b['ms']:.4f} | {r['batch'] * 1000 / b['ms']:,.0f} | "
                      f"- | {b['build_s']:.1f} |")
         for mode, peer in r["peers"].items():
             lines.append(f"| {r['model']} | {r['batch']} | torch {mode} | {peer['ms']:.4f} | "

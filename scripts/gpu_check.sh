@@ -5,7 +5,8 @@
 #          inf through every fused epilogue, zoo engines in every precision, CUDA-graph replay, contexts used
 #          from several threads and streams, timing cache, device refusal
 #   bench  braze bench with a per-layer profile on the zoo's ResNet-50 and BERT (FP16, batch 1)
-#   peers  benchmarks/run.py: braze against PyTorch eager and torch.compile (MODES, default: all four)
+#   peers  benchmarks/run.py: braze (PRECISIONS, default fp16,fp16+int8) against PyTorch eager and torch.compile
+#          (MODES, default: all four)
 # Logs go to $OUT (default /tmp/braze_gpu_check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
