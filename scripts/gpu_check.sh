@@ -32,6 +32,7 @@ if [[ $what == bench || $what == all ]]; then
 fi
 if [[ $what == peers || $what == all ]]; then
   python3 benchmarks/run.py --modes "${MODES:-eager,default,reduce-overhead,max-autotune}" \
+    --precisions "${PRECISIONS:-fp16,fp16+int8}" \
     --timing-cache "$OUT/timing_cache.json" --out "$OUT/results" 2>&1 | tee "$OUT/peers.log" || status=1
 fi
 exit $status
