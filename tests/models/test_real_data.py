@@ -69,3 +69,20 @@ def test_ppocr_cls_matches_onnxruntime_on_real_text_lines_and_tells_upright_from
     assert_close(got, expected, "float32", name="text direction probabilities")
     assert np.array_equal(got.argmax(1), expected.argmax(1))
     assert (got.argmax(1) == lines["y"]).mean() >= 0.8  # 86% in FP32: short pieces of a line are hard to tell
+
+
+def test_digits_cnn_in_int8_keeps_its_accuracy_on_held_out_digits():
+    """Calibrated on training digits (percentile, the default), checked on the held-out ones against FP32."""
+    model, data = need("digits_cnn.onnx", "digits.npz")
+    split = np.load(data)
+    x, y = split["x_test"], split["y_test"]
+    batches = [{"x": split["x_train"][i:i + len(x)]} for i in range(0, 3 * len(x), len(x))]  # the engine's batch
+    config = braze.BuilderConfig(shapes={"x": x.shape}, precision="int8", calibration=braze.Calibration(data=batches),
+                                 progress=False)
+    engine = braze.Builder("cpu").build(str(model), config)
+    assert [n.op for n in engine.plan.graph.nodes].count("QConv") == 2
+    fp32 = braze.Builder("cpu").build(str(model), braze.BuilderConfig(shapes={"x": x.shape}, progress=False))
+    (got,) = engine.create_execution_context().infer({"x": x}).values()
+    (want,) = fp32.create_execution_context().infer({"x": x}).values()
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+    assert (got.argmax(1) == y).mean() >= (want.argmax(1) == y).mean() - 0.01
