@@ -44,6 +44,22 @@ def tolerance(dtype: DType | str | torch.dtype | np.dtype) -> Tolerance:
     return _TOLERANCES.get(DType.parse(dtype), _EXACT)
 
 
+def quantized_tolerance(dtype: DType | str | torch.dtype | np.dtype, step: float = 0.0) -> Tolerance:
+    """Tolerance for an INT8 layer's output (QConv, QGemm) against its reference in braze/ops/qfused.py: one
+    quantization step of the output. The integer sums are exact in every INT8 kernel; only the float scaling
+    that follows may run in another order. A requantized output (int8, uint8) may then be QUANTIZED_STEPS off,
+    where value / out_scale lies within a rounding error of .5. A float output may be off by one step of its
+    accumulator, `step` = x_scale * max(w_scale) (one unit of the int32 sum; float32 reorderings of the scale
+    and bias move it by a few ulps, far less), plus the float type's own rtol for the cast to float16/bfloat16
+    and for a float residual's rounding."""
+    dtype = DType.parse(dtype)
+    if not dtype.is_floating:
+        return Tolerance(0.0, float(QUANTIZED_STEPS), 1e-2)  # rel_l2: a few elements one off among tens of steps
+    if step <= 0:
+        raise ValueError(f"a {dtype} output of an INT8 layer needs step = x_scale * max(w_scale) > 0")
+    return Tolerance(tolerance(dtype).rtol, step, tolerance(dtype).rel_l2)
+
+
 def as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from ..device import Target
 from .cpu import TACTICS as CPU_TACTICS
+from .cpu.int8 import TACTICS as CPU_INT8_TACTICS
 from .tactic import Kernel, Tactic
+
+# NOTE: the INT8 tactics take only QConv and QGemm, so they go ahead of the reference tactic, which takes every op.
+_CPU = [*CPU_INT8_TACTICS, *CPU_TACTICS]
 
 
 def tactics_for(target: Target) -> list[Tactic]:
@@ -12,7 +16,7 @@ def tactics_for(target: Target) -> list[Tactic]:
         from .cuda import TACTICS as CUDA_TACTICS  # imports torch's CUDA-only pieces lazily
 
         return CUDA_TACTICS
-    return CPU_TACTICS
+    return _CPU
 
 
 def tactic_by_name(target: Target, name: str) -> Tactic | None:
