@@ -1,12 +1,14 @@
 """CUDA tactics: vendor libraries through torch (cuDNN, cuBLAS/cuBLASLt, scaled-dot-product attention),
-braze's Triton kernels (GEMM with fused epilogues, generated pointwise kernels, LayerNorm), and the torch fallback
-that runs any op's reference on the GPU. The builder times every tactic that supports a layer."""
+braze's Triton kernels (GEMM with fused epilogues, generated pointwise kernels, LayerNorm), the INT8 GEMM and
+convolution tactics (int8.py), and the torch fallback that runs any op's reference on the GPU. The builder times
+every tactic that supports a layer."""
 
 from ..cpu.views import ConcatInPlaceTactic, ViewTactic
 from .attention import SdpaTactic
 from .conv import Conv1x1GemmTactic, CudnnConvTactic
 from .gemm import CublasGemmTactic, TritonGemmTactic
 from .generic import GatherTactic, TorchTactic
+from .int8 import TACTICS as INT8_TACTICS
 from .norm import TritonLayerNormTactic
 from .pointwise import TritonPointwiseTactic
 
@@ -17,6 +19,7 @@ TACTICS = [
     Conv1x1GemmTactic(),
     CublasGemmTactic(),
     TritonGemmTactic(),
+    *INT8_TACTICS,
     SdpaTactic(),
     TritonPointwiseTactic(),
     TritonLayerNormTactic(),
