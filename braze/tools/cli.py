@@ -1,6 +1,7 @@
 """The `braze` command: build, run, inspect, bench, compare, demo and conformance.
 
     braze build model.onnx -o model.engine [--shapes input:1x3x224x224]
+    braze build model.onnx -o model.engine --fp16 --int8 --calib DIR [--calib-cache FILE]
     braze run model.engine [--input input=x.npy] [--save-outputs DIR]
     braze inspect model.engine [--json]
     braze bench model.engine [--profile] [--json]
@@ -10,7 +11,8 @@
 Errors braze reports (BrazeError) print as one `[E]` line and exit with status 1; a bad argument is
 argparse's usage line and status 2. Paths the command will write, and input files, are checked
 before the long work. `run` and `demo` show a live count of their timed runs on stderr where it is a
-terminal (--progress, --no-progress override).
+terminal (--progress, --no-progress override). The precision and INT8 options are one set, shared by every
+command that builds (common.add_precision_options).
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from ..build import Builder, BuilderConfig
 from ..engine import Engine
 from ..engine.format import is_engine_file
 from ..errors import BrazeError
+from ..precision import Calibration, PrecisionPolicy
 from ..progress import Counter
 from . import bench, conformance, demo
-from .common import (default_shapes, error, human_bytes, info, info_to_stderr, is_engine_source, load_array,
-                     load_engine, model_label, non_negative_int, output_dir, parse_shapes, positive_int, random_inputs,
-                     to_json, writable_file)
+from .common import (add_precision_options, default_shapes, error, human_bytes, info, info_to_stderr,
+                     is_engine_source, load_array, load_engine, model_label, non_negative_int, output_dir, parse_shapes,
+                     positive_int, precision_from_args, precision_options_given, random_inputs, to_json, unmatched_pins,
+                     writable_file)
 from .inspect import describe_engine, describe_graph, format_engine, format_graph_summary
 from .timing import measure
 
@@ -76,11 +80,8 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opt-level", type=non_negative_int, default=3, metavar="N",
                    help="optimization level, 0 = none (default 3)")
     p.add_argument("--no-optimize", action="store_true", help="keep the graph as parsed (same as --opt-level 0)")
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_true", help="FP16 engine (weights and activations in float16)")
-    precision.add_argument("--bf16", action="store_true", help="BF16 engine")
-    p.add_argument("--tf32", action="store_true", help="let FP32 matrix products and convolutions use TF32")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache to read and extend")
+    add_precision_options(p)
 
 
 def _register_build(sub) -> None:
@@ -99,13 +100,19 @@ def build_engine(model: str, args: argparse.Namespace, log=info) -> Engine:
     shapes = default_shapes(model, parse_shapes(args.shapes))
     if args.timing_cache:
         writable_file(args.timing_cache, "--timing-cache")
+    policy, calibration = precision_from_args(args)
     level = 0 if args.no_optimize else args.opt_level
-    log(f"building {model_label(model)} for {args.device}" + (f" with shapes {shapes}" if shapes else ""))
-    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+    log(f"building {model_label(model)} for {args.device} ({policy.describe()})"
+        + (f" with shapes {shapes}" if shapes else ""))
     config = BuilderConfig(shapes=shapes, constants=parse_constants(args.constant),
-                           optimization_level=level, precision=precision, tf32=args.tf32,
-                           timing_cache=args.timing_cache, progress=lambda m: log(f"  {m}"))
-    return builder.build(model, config)
+                           optimization_level=level, precision=policy, calibration=calibration,
+                           accuracy_budget=args.accuracy_budget, timing_cache=args.timing_cache,
+                           progress=lambda m: log(f"  {m}"))
+    engine = builder.build(model, config)
+    for pin in unmatched_pins(policy, (step.node for step in engine.steps)):
+        log(f"  warning: {pin} pins no layer of this engine; `braze inspect` lists its layers, their ops and "
+            f"the source nodes each stands for")
+    return engine
 
 
 def parse_constants(items: Sequence[str]) -> dict[str, object]:
@@ -166,6 +173,9 @@ def _register_run(sub) -> None:
 
 def load_or_build(model: str, args: argparse.Namespace, log=info) -> Engine:
     if is_engine_source(model):
+        ignored = precision_options_given(args)
+        if ignored:
+            log(f"warning: {', '.join(ignored)} ignored: {model} is an engine, built already")
         return load_engine(model)
     return build_engine(model, args, log)
 
@@ -250,10 +260,6 @@ def _register_compare(sub) -> None:
                                       "compare every output (exit status 1 if one is out of tolerance)")
     p.add_argument("model", help="ONNX file or zoo:NAME")
     p.add_argument("--device", default="cpu", help="target device of the engine: cpu or cuda[:N] (default cpu)")
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_true", help="FP16 engine")
-    precision.add_argument("--bf16", action="store_true", help="BF16 engine")
-    precision.add_argument("--precision", metavar="P", help="the engine's precisions, e.g. fp16 or fp16,int8")
     p.add_argument("--shapes", nargs="+", metavar="NAME:DIMS", help="input shapes, e.g. input:1x3x224x224")
     p.add_argument("--opt-level", type=non_negative_int, default=3, metavar="N",
                    help="optimization level of the engine, 0 = none (default 3)")
@@ -274,6 +280,7 @@ def _register_compare(sub) -> None:
     p.add_argument("--against", type=_runners, default=None, metavar="R[,R]",
                    help="references: onnxruntime, reference, or both (default both)")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON to FILE")
+    add_precision_options(p)
     p.set_defaults(func=_compare)
 
 
@@ -315,13 +322,16 @@ def _compare(args: argparse.Namespace) -> int:
         if name in files:
             raise BrazeError(f"--input {item!r}: input {name!r} is given twice")
         files[name] = file
-    precision = args.precision or ("fp16" if args.fp16 else "bf16" if args.bf16 else "fp32")
-    info(f"building {model_label(args.model)} for {args.device} ({precision})")
-    report = compare_model(args.model, device=args.device, precision=precision,
-                           shapes=default_shapes(args.model, parse_shapes(args.shapes)), feeds=args.data,
+    policy, calibration = precision_from_args(args)
+    shapes = default_shapes(args.model, parse_shapes(args.shapes))
+    info(f"building {model_label(args.model)} for {args.device} ({policy.describe()})")
+    engine = None
+    if calibration is not None or args.accuracy_budget is not None:
+        engine = _calibrated_engine(args, policy, calibration, shapes, files)
+    report = compare_model(args.model, device=args.device, precision=policy, shapes=shapes, feeds=args.data,
                            input_files=files, int_range=args.int_range, float_range=args.float_range, seed=args.seed,
                            samples=args.samples, per_layer=args.per_layer, top_k=args.top_k, against=args.against,
-                           optimization_level=args.opt_level, progress=lambda m: info(f"  {m}"))
+                           optimization_level=args.opt_level, engine=engine, progress=lambda m: info(f"  {m}"))
     print(report.format(), flush=True)
     if report_file is not None:
         try:
@@ -330,6 +340,20 @@ def _compare(args: argparse.Namespace) -> int:
             raise BrazeError(f"--json {args.json}: cannot write the report: {e.strerror or e}") from None
         info(f"report written to {args.json}")
     return 0 if report.passed else 1
+
+
+def _calibrated_engine(args: argparse.Namespace, policy: PrecisionPolicy, calibration: Calibration | None,
+                       shapes: dict[str, tuple[int, ...]], files: dict[str, str]) -> Engine:
+    """The INT8 engine compare checks, built here as compare_model would build it, with the calibration and the
+    accuracy budget (compare_model takes neither)."""
+    from ..frontends.onnx import parse_onnx
+    from .compare_inputs import read_samples, static_shapes
+
+    graph = parse_onnx(args.model)
+    config = BuilderConfig(shapes=static_shapes(graph, shapes, read_samples(args.data, files)), precision=policy,
+                           calibration=calibration, accuracy_budget=args.accuracy_budget,
+                           optimization_level=args.opt_level, progress=lambda m: info(f"  {m}"))
+    return Builder(args.device).build(graph, config)
 
 
 if __name__ == "__main__":
