@@ -33,8 +33,9 @@ _TYPE_ATTRS = {
     "DequantizeLinear": ("output_dtype", None), Kind.QCONV: ("output_dtype", _ONNX_FLOAT),
     Kind.QGEMM: ("output_dtype", _ONNX_FLOAT),
 }
-# Inputs that stay float32 in a lowered graph: an INT8 layer's per-channel weight scales.
-_FLOAT32_INPUTS = {Kind.QCONV: (2,), Kind.QGEMM: (2,)}
+# Inputs that stay float32 in a lowered graph: quantization scales (an INT8 layer's per-channel weight scales, a
+# Quantize/DequantizeLinear's scale), so that lowering never moves a quantization step.
+_FLOAT32_INPUTS = {Kind.QCONV: (2,), Kind.QGEMM: (2,), "QuantizeLinear": (1,), "DequantizeLinear": (1,)}
 _SHAPE_READERS = ("Shape", "Size")  # read only their input's shape: a shape path does not reach past them
 
 
@@ -160,8 +161,14 @@ def _narrow(value: torch.Tensor, dtype: DType) -> torch.Tensor:
 
 def _retarget(node: Node, dtype: DType) -> None:
     """Ops that name float32 explicitly, or by default, produce the low type instead."""
-    if node.op in ("QuantizeLinear", "DequantizeLinear") and node.domain in ("", "ai.onnx") and 0 < node.version < 19:
-        node.version = 19  # NOTE: the first version to take float16/bfloat16 x and scales; the same otherwise
+    if node.op in ("QuantizeLinear", "DequantizeLinear") and node.domain in ("", "ai.onnx"):
+        # NOTE: the scale stays float32 (_FLOAT32_INPUTS): QuantizeLinear-19 takes a float16/bfloat16 x with it, and
+        # DequantizeLinear-23 makes the low type from it by output_dtype; the same ops otherwise
+        least = 19 if node.op == "QuantizeLinear" else 23
+        if 0 < node.version < least:  # NOTE: version 0 already means the newest
+            node.version = least
+        if node.op == "DequantizeLinear" and not node.attrs.get("output_dtype") and node.inputs[1].dtype == DType.float32:
+            node.attrs["output_dtype"] = _ONNX_CODES[dtype]
     attr = _TYPE_ATTRS.get(node.op)
     if attr is not None and node.attrs.get(attr[0], attr[1]) == _ONNX_FLOAT:
         node.attrs[attr[0]] = _ONNX_CODES[dtype]

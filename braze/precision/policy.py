@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from ..errors import BrazeError
 from ..ir import DType, Node
+from ..ops.kinds import Kind
 
 
 class Precision(str, enum.Enum):
@@ -32,6 +33,9 @@ class Precision(str, enum.Enum):
 
 
 _FLOAT_TYPES = {Precision.FP16: DType.float16, Precision.BF16: DType.bfloat16}
+# The ONNX op types a fused layer computes, so that a pin by op type reaches it.
+_SOURCE_OPS = {Kind.FUSED_CONV: ("Conv",), Kind.QCONV: ("Conv",), Kind.FUSED_GEMM: ("Gemm", "MatMul"),
+               Kind.QGEMM: ("Gemm", "MatMul"), Kind.ATTENTION: ("Softmax",)}
 _PIN_TO = (Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8)
 
 
@@ -104,11 +108,14 @@ class PrecisionPolicy:
 
     def pinned(self, node: Node) -> Precision | None:
         """The precision `node` is pinned to: by its name or any name in its origin (a fused layer's sources),
-        else by its op type."""
+        else by its op type or, for a fused layer, the ONNX op type it computes (Conv for a FusedConv)."""
         for name in (node.name, *node.origin):
             if name in self.layers:
                 return self.layers[name]
-        return self.op_types.get(node.op)
+        for op in (node.op, *_SOURCE_OPS.get(node.op, ())):
+            if op in self.op_types:
+                return self.op_types[op]
+        return None
 
     def describe(self) -> str:
         text = _names(self.allowed)

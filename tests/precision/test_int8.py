@@ -76,9 +76,9 @@ def test_calibrated_build_follows_the_recipe():
     kinds = {n.name: n.op for n in graph.nodes}
     assert list(kinds.values()).count("QConv") == 1 and "QGemm" not in kinds.values()
     report = engine.plan.build["int8"]
-    assert report["kept_in_float"] == {"conv1_1": "first convolution, 3 input channels",
-                                       "fc_1": "last layer before an output"}
-    assert report["int8_layers"] == ["conv2_1"] and report["source"] == "calibrated on 8 samples (minmax)"
+    assert report["kept_in_float"] == {"conv1": "first convolution, 3 input channels",
+                                       "fc": "last layer before an output"}
+    assert report["int8_layers"] == ["conv2"] and report["source"] == "calibrated on 8 samples (minmax)"
 
 
 @pytest.mark.parametrize("calibrator", ["minmax", "percentile", "entropy"])
@@ -100,7 +100,7 @@ def test_calibrated_engine_stays_close_to_fp32(calibrator, precision):
 def test_a_pin_keeps_a_layer_in_float():
     policy = PrecisionPolicy({"int8"}, layers={"conv2": "fp32"})
     engine = calibrated(tiny_cnn(batch=2), policy, data=samples())
-    assert "QConv" not in ops(engine) and "pinned to fp32" in engine.plan.build["int8"]["kept_in_float"]["conv2_1"]
+    assert "QConv" not in ops(engine) and "pinned to fp32" in engine.plan.build["int8"]["kept_in_float"]["conv2"]
 
 
 def test_cache_is_written_and_reused_without_data(tmp_path):

@@ -80,3 +80,9 @@ def test_a_layer_pinned_to_fp32_computes_in_float32_in_an_fp16_engine(pin):
     got = engine.create_execution_context().infer(feeds)
     for name in want:
         assert rel_l2(got[name], want[name]) <= tolerance(DType.float16).rel_l2
+
+
+def test_an_op_type_pin_reaches_the_fused_layers_that_compute_it():
+    policy = PrecisionPolicy({"int8"}, op_types={"Conv": "fp32", "MatMul": "int8"})
+    assert policy.pinned(Node("FusedConv", [], [], name="c", domain="braze")) is Precision.FP32
+    assert policy.pinned(Node("QGemm", [], [], name="g", domain="braze")) is Precision.INT8
