@@ -1,6 +1,6 @@
 """Layout: convolutional regions run channels-last (NHWC) where the target's kernels are fastest in it:
-on a GPU lowered to FP16/BF16 (cuDNN's tensor-core kernels) and on a CPU with oneDNN in FP32. Every 2-D
-convolution is marked `layout=nhwc`; pooling and elementwise kernels keep that layout and the memory plan
+on a GPU lowered to FP16/BF16 (cuDNN's tensor-core kernels) or in INT8 (braze's implicit-GEMM QConv) and on a
+CPU with oneDNN in FP32. Every such 2-D convolution is marked `layout=nhwc`; pooling and elementwise kernels keep that layout and the memory plan
 gives their outputs channels-last strides, so tensors change layout only at the region's boundaries (the
 first convolution converts the NCHW input once). Kernels and the tuner honour the mark.
 
@@ -17,7 +17,7 @@ from .util import node
 def prefers_nhwc(target: str, dtype: DType | None) -> bool:
     """Whether a convolution computing in `dtype` is fastest channels-last on `target`."""
     if target == "cuda":
-        return dtype in (DType.float16, DType.bfloat16)
+        return dtype in (DType.float16, DType.bfloat16, DType.int8, DType.uint8)
     from ..kernels.cpu.conv import onednn_available
 
     return dtype == DType.float32 and onednn_available()
@@ -26,7 +26,7 @@ def prefers_nhwc(target: str, dtype: DType | None) -> bool:
 def run(graph: Graph, ctx) -> None:
     for i, n in enumerate(graph.nodes):
         w = n.input(1)
-        if n.op not in ("Conv", Kind.FUSED_CONV) or w is None or w.rank != 4 or not w.is_constant:
+        if n.op not in ("Conv", Kind.FUSED_CONV, Kind.QCONV) or w is None or w.rank != 4 or not w.is_constant:
             continue
         if not prefers_nhwc(ctx.target, n.inputs[0].dtype):
             continue

@@ -38,7 +38,8 @@ def dump_names(level: int) -> list[str]:
 def test_dump_dir_gets_the_graph_after_every_pass(tmp_path, level):
     build(small_model(), level=level, dump_dir=str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == dump_names(level)
-    first, last = (tmp_path / dump_names(level)[0]).read_text(), (tmp_path / "08_eliminate_again.txt").read_text()
+    first, last = (tmp_path / dump_names(level)[0]).read_text(), (tmp_path / next(
+        n for n in dump_names(level) if n.endswith("_eliminate_again.txt"))).read_text()
     assert first.startswith("graph test") and "Identity" in first
     assert "braze.FusedGemm" in last and "Identity" not in last
 
