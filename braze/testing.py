@@ -39,6 +39,12 @@ the kernel scales in float32 where the reference divides in float64, so a value 
 (and two INT8 kernels may differ by as much)."""
 
 
+INT8_MODEL = Tolerance(1e-1, 1e-1, 1e-1)
+"""Whole-model bound for an engine with INT8 layers against its float reference: quantization error adds up
+along the layers, so the bound is per model, not per kernel (a classifier's INT8 accuracy is judged by top-1
+agreement; this rel-L2 bound is what `braze compare` passes an INT8 engine on)."""
+
+
 def tolerance(dtype: DType | str | torch.dtype | np.dtype) -> Tolerance:
     """Tolerance for outputs of this dtype (integers and bool must match exactly)."""
     return _TOLERANCES.get(DType.parse(dtype), _EXACT)

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..engine import Engine
 from ..ir import DType
-from ..testing import Tolerance, as_numpy, max_abs_diff, nonfinite_mismatch, rel_l2, tolerance
+from ..ops.kinds import Kind, is_kind
+from ..testing import INT8_MODEL, Tolerance, as_numpy, max_abs_diff, nonfinite_mismatch, rel_l2, tolerance
 
 
 @dataclass
@@ -83,8 +84,11 @@ def merge(diffs: Sequence[Diff]) -> Diff:
 
 
 def engine_tolerance(engine: Engine) -> tuple[str, Tolerance]:
-    """The tolerance an engine's outputs are held to, and the type it is named after: that of the least precise
-    float type among the engine's tensors (float32, float16 with TF32)."""
+    """The tolerance an engine's outputs are held to, and the type it is named after: INT8_MODEL for an engine
+    with INT8 layers, else that of the least precise float type among the engine's tensors (float32, float16
+    with TF32)."""
+    if any(is_kind(n, Kind.QCONV, Kind.QGEMM) for n in engine.graph.nodes):
+        return "int8", INT8_MODEL
     found = {t.dtype for n in engine.graph.nodes for t in [*n.inputs, *n.outputs]
              if t is not None and t.dtype is not None and t.dtype.is_floating}
     if engine.tf32:

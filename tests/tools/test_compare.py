@@ -308,3 +308,23 @@ def test_cli_usage_and_input_errors(cnn_path, tmp_path, capsys):
     assert f"--data {tmp_path / 'missing'}: no such folder" in capsys.readouterr().err
     assert main(["compare", str(cnn_path), "--shapes", "x:1x3x8x8", "--float-range=-2,2", "--input",
                  f"x={tmp_path / 'x.npy'}"]) == 0
+
+
+def test_an_int8_engine_is_held_to_the_int8_model_bound(tmp_path):
+    import numpy as np
+
+    import braze
+    from braze.testing import INT8_MODEL
+    from braze.tools.compare import compare_model
+    from tests.conftest import tiny_cnn
+
+    model = tiny_cnn(batch=2)
+    rng = np.random.default_rng(0)
+    data = [{"x": rng.uniform(-1, 1, (2, 3, 16, 16)).astype(np.float32)} for _ in range(4)]
+    engine = braze.Builder("cpu").build(model, braze.BuilderConfig(
+        precision=braze.PrecisionPolicy({"int8"}, layers={"conv1": "int8", "fc": "int8"}),
+        calibration=braze.Calibration(data=data)))
+    report = compare_model(model, engine=engine, samples=2)
+    assert report.passed, report.format()
+    summary = report.to_dict()
+    assert summary["tolerance_of"] == "int8" and summary["tolerance"]["rel_l2"] == INT8_MODEL.rel_l2
