@@ -12,15 +12,17 @@ import torch
 
 from ..ir import Graph
 from . import (activation, attention, blocks, cast, control_flow, conv, detection, elementwise, experimental, fused,
-               gather, generator, linalg, loss, misc, ml, normalization, pad, pool, qconv, qfused, quantize, reduce, resize,
-               rnn, sampling, sequence, shape, signal, softmax, stateful, text, transformer, unary)
+               gather, generator, linalg, loss, misc, ml, msdynamic, msquant, normalization, pad, pool, qconv, qfused,
+               quantize, reduce, resize, rnn, sampling, sequence, shape, signal, softmax, stateful, text, transformer,
+               unary)
 from .infer import infer_graph
 from .opdef import OpDef, op
 from .registry import Registry
 
 MODULES = (activation, elementwise, unary, conv, pool, normalization, linalg, shape, gather, generator, cast, softmax,
            reduce, resize, pad, fused, qfused, quantize, qconv, signal, sampling, detection, blocks, text, ml, attention,
-           transformer, misc, loss, rnn, stateful, control_flow, sequence, experimental)
+           transformer, misc, loss, rnn, stateful, control_flow, sequence, experimental,
+           msquant, msdynamic)
 
 REGISTRY = Registry(d for module in MODULES for d in module.OPS)
 

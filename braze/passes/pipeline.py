@@ -18,7 +18,7 @@ from ..ir import Graph
 from ..ops import infer_shapes
 from ..precision.policy import PrecisionPolicy
 from . import (concat, eliminate, fold_constants, fuse_attention, fuse_conv, fuse_gemm, fuse_pointwise, fuse_qdq,
-               horizontal, layout, recognize)
+               horizontal, layout, qoperator, recognize)
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Pass:
 
 
 PIPELINE: list[Pass] = [
+    Pass("qoperator", qoperator.run),
     Pass("fold_constants", fold_constants.run),
     Pass("eliminate", eliminate.run),
     Pass("recognize", recognize.run),
