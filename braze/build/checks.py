@@ -8,6 +8,7 @@ import logging
 from ..device import Target, check_memory as check_device_memory
 from ..errors import ModelError
 from ..ir import DType, Graph, Node, Tensor, format_shape
+from ..ops import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +65,21 @@ def check_memory(graph: Graph, target: Target, arena_size: int | None = None) ->
                             what=f"the engine's tensor {largest.name!r} {largest.type_str()} {beside}")
 
 
-_QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
-
-
 def check_quantization(graph: Graph) -> None:
-    """Refuse a Quantize/DequantizeLinear whose constant scale is zero, negative or not finite: onnxruntime runs
-    such a model and returns zeros, infinities or NaN for the whole tensor, which is never what it means."""
+    """Refuse a constant quantization scale (an op's scale_inputs: QuantizeLinear's, QLinearConv's, ...) that is
+    zero, negative or not finite: onnxruntime runs such a model and returns zeros, infinities or NaN for the whole
+    tensor, which is never what it means."""
     for g in graph.walk():
         for node in g.nodes:
-            if node.op not in _QDQ or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
-                continue
-            scale = node.inputs[1]
-            if scale is None or scale.value is None or not scale.value.is_floating_point():
-                continue
-            bad = ~(scale.value.float() > 0) | scale.value.float().isinf()
-            if bool(bad.any()):
-                at = int(bad.reshape(-1).nonzero()[0])
-                value = float(scale.value.reshape(-1)[at])
-                where = f" at index {at} of {scale.value.numel()}" if scale.value.numel() > 1 else ""
-                raise ModelError(f"node {node.name!r} ({node.op}): its scale {scale.name!r} is {value:.6g}{where}; a "
-                                 f"quantization scale must be positive and finite")
+            opdef = REGISTRY.find(node)
+            for i in sorted(opdef.scale_inputs) if opdef is not None else ():
+                scale = node.input(i)
+                if scale is None or scale.value is None or not scale.value.is_floating_point():
+                    continue
+                bad = ~(scale.value.float() > 0) | scale.value.float().isinf()
+                if bool(bad.any()):
+                    at = int(bad.reshape(-1).nonzero()[0])
+                    value = float(scale.value.reshape(-1)[at])
+                    where = f" at index {at} of {scale.value.numel()}" if scale.value.numel() > 1 else ""
+                    raise ModelError(f"node {node.name!r} ({node.op}): its scale {scale.name!r} is {value:.6g}{where}; "
+                                     f"a quantization scale must be positive and finite")

@@ -136,7 +136,7 @@ def matmul_integer(a, b, a_zero_point=None, b_zero_point=None):
     return torch.matmul(_shifted(a, _per_row(a_zero_point, a)), _shifted(b, b_zero_point)).to(torch.int32)
 
 
-@op("QLinearMatMul", since=10)
+@op("QLinearMatMul", since=10, scale_inputs=(1, 4, 6))
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     _check_integer_operands(a, b)
     acc = torch.matmul(_shifted(a, _per_row(a_zero_point, a)), _shifted(b, b_zero_point))

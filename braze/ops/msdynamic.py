@@ -66,12 +66,12 @@ def _dynamic_product(a: torch.Tensor, b_q: torch.Tensor, b_scale, b_zero_point, 
     return _to_float(acc, a_scale, _column(b_scale, n, "the scale of B"), bias, a.dtype)
 
 
-@op("DynamicQuantizeMatMul", domain=MS_DOMAIN)
+@op("DynamicQuantizeMatMul", domain=MS_DOMAIN, scale_inputs=(2,))
 def dynamic_quantize_matmul(a, b, b_scale, b_zero_point=None, bias=None):
     return _dynamic_product(a, b, b_scale, b_zero_point, bias)
 
 
-@op("MatMulIntegerToFloat", domain=MS_DOMAIN)
+@op("MatMulIntegerToFloat", domain=MS_DOMAIN, scale_inputs=(2, 3))
 def matmul_integer_to_float(a, b, a_scale, b_scale, a_zero_point=None, b_zero_point=None, bias=None):
     if a_scale.numel() != 1 or (a_zero_point is not None and a_zero_point.numel() != 1):
         raise ValueError("a_scale and a_zero_point must be one value each (per tensor)")
@@ -141,7 +141,7 @@ def _lstm_direction(x, weights, bias, p, h, c, lens, reverse: bool, clip, fns, i
     return y, torch.where(ran, h, 0), torch.where(ran, c, 0)
 
 
-@op("DynamicQuantizeLSTM", domain=MS_DOMAIN)
+@op("DynamicQuantizeLSTM", domain=MS_DOMAIN, scale_inputs=(8, 10))
 def dynamic_quantize_lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None,
                           w_scale=None, w_zero_point=None, r_scale=None, r_zero_point=None, *,
                           activation_alpha: list[float] | None = None, activation_beta: list[float] | None = None,
@@ -214,7 +214,7 @@ def _allowed(mask: torch.Tensor | None, batch: int, seq: int, total: int, past: 
     return allowed.unsqueeze(1)
 
 
-@op("QAttention", domain=MS_DOMAIN)
+@op("QAttention", domain=MS_DOMAIN, scale_inputs=(3, 4))
 def qattention(x, weight, bias, input_scale, weight_scale, mask_index=None, input_zero_point=None,
                weight_zero_point=None, past=None, *, num_heads: int, unidirectional: int = 0, do_rotary: int = 0,
                past_present_share_buffer: int = 0, mask_filter_value: float = -10000.0,

@@ -64,26 +64,26 @@ def _q(y: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, li
     return quantize(y, scale, zero_point, DType.from_torch(target.dtype))
 
 
-@op("QLinearAdd", domain=MS_DOMAIN)
+@op("QLinearAdd", domain=MS_DOMAIN, scale_inputs=(1, 4, 6))
 def qlinear_add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point=None):
     if a.dtype != b.dtype:
         raise TypeError(f"A and B must have one type, got {_name(a.dtype)} and {_name(b.dtype)}")
     return _q(_dq(a, a_scale, a_zero_point, "A") + _dq(b, b_scale, b_zero_point, "B"), c_scale, c_zero_point, a)
 
 
-@op("QLinearMul", domain=MS_DOMAIN)
+@op("QLinearMul", domain=MS_DOMAIN, scale_inputs=(1, 4, 6))
 def qlinear_mul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point=None):
     if a.dtype != b.dtype:
         raise TypeError(f"A and B must have one type, got {_name(a.dtype)} and {_name(b.dtype)}")
     return _q(_dq(a, a_scale, a_zero_point, "A") * _dq(b, b_scale, b_zero_point, "B"), c_scale, c_zero_point, a)
 
 
-@op("QLinearSigmoid", domain=MS_DOMAIN)
+@op("QLinearSigmoid", domain=MS_DOMAIN, scale_inputs=(1, 3))
 def qlinear_sigmoid(x, x_scale, x_zero_point, y_scale, y_zero_point=None):
     return _q(torch.sigmoid(_dq(x, x_scale, x_zero_point, "X")), y_scale, y_zero_point, x)
 
 
-@op("QLinearLeakyRelu", domain=MS_DOMAIN)
+@op("QLinearLeakyRelu", domain=MS_DOMAIN, scale_inputs=(1, 3))
 def qlinear_leaky_relu(x, x_scale, x_zero_point, y_scale, y_zero_point=None, *, alpha: float = 0.01):
     d = _dq(x, x_scale, x_zero_point, "X")
     return _q(torch.where(d >= 0, d, d * torch.tensor(alpha, dtype=torch.float32)), y_scale, y_zero_point, x)
@@ -95,14 +95,14 @@ def _channels_first(x: torch.Tensor, channels_last: int) -> torch.Tensor:
     return x.movedim(-1, 1) if channels_last else x
 
 
-@op("QLinearGlobalAveragePool", domain=MS_DOMAIN)
+@op("QLinearGlobalAveragePool", domain=MS_DOMAIN, scale_inputs=(1, 3))
 def qlinear_global_average_pool(x, x_scale, x_zero_point, y_scale, y_zero_point, *, channels_last: int = 0):
     d = _channels_first(_dq(x, x_scale, x_zero_point, "X"), channels_last)
     y = _q(d.mean(dim=tuple(range(2, d.dim())), keepdim=True), y_scale, y_zero_point, x)
     return y.movedim(1, -1) if channels_last else y
 
 
-@op("QLinearAveragePool", domain=MS_DOMAIN)
+@op("QLinearAveragePool", domain=MS_DOMAIN, scale_inputs=(1, 3))
 def qlinear_average_pool(x, x_scale, x_zero_point, y_scale, y_zero_point=None, *, auto_pad: str = "NOTSET",
                          ceil_mode: int = 0, channels_last: int = 0, count_include_pad: int = 0,
                          kernel_shape: list[int], pads: list[int] | None = None, strides: list[int] | None = None):
@@ -113,7 +113,7 @@ def qlinear_average_pool(x, x_scale, x_zero_point, y_scale, y_zero_point=None, *
     return y.movedim(1, -1) if channels_last else y
 
 
-@op("QLinearConcat", domain=MS_DOMAIN)
+@op("QLinearConcat", domain=MS_DOMAIN, scale_inputs=(0,))
 def qlinear_concat(y_scale, y_zero_point, *inputs, axis: int):
     if len(inputs) % 3 or not inputs:
         raise ValueError(f"QLinearConcat takes Y_scale, Y_zero_point and then (X, X_scale, X_zero_point) for each "
@@ -138,7 +138,7 @@ def _column_params(p: torch.Tensor | None, n: int, what: str) -> torch.Tensor | 
     return p
 
 
-@op("QGemm", domain=MS_DOMAIN)
+@op("QGemm", domain=MS_DOMAIN, scale_inputs=(1, 4, 7))
 def qgemm(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c=None, y_scale=None, y_zero_point=None, *,
           alpha: float = 1.0, transA: int = 0, transB: int = 0):
     """onnxruntime's arithmetic: the int32 accumulator (with C, int32) times alpha * a_scale * b_scale [/ y_scale]

@@ -30,6 +30,8 @@ never a list of op names):
   view                    its outputs can be views of its first input (no data moves)
   commutes_with_quantize  a DequantizeLinear may move from its input to its output (Q/DQ propagation);
                           True, or a condition on the node (a Gather of constant indices, a nearest Resize)
+  scale_inputs            the inputs that are quantization scales: refused at build time unless positive and
+                          finite, and kept float32 when an engine's floats are lowered to FP16/BF16
 
 NOTE: every version of an op declares the same traits (tests/ops/test_kinds.py checks it).
 """
@@ -79,6 +81,7 @@ class OpDef:
     keeps_layout: bool = False
     view: bool = False
     commutes_with_quantize: bool | Callable[[Node], bool] = False
+    scale_inputs: frozenset[int] = frozenset()
 
     @property
     def key(self) -> str:
@@ -142,6 +145,7 @@ def op(
     keeps_layout: bool = False,
     view: bool = False,
     commutes_with_quantize: bool | Callable[[Node], bool] = False,
+    scale_inputs: Sequence[int] = (),
 ) -> Callable[[Callable[..., Any]], OpDef]:
     """Turn a reference implementation into an OpDef (see the module docstring for the traits)."""
 
@@ -188,6 +192,7 @@ def op(
             keeps_layout=keeps_layout,
             view=view,
             commutes_with_quantize=commutes_with_quantize,
+            scale_inputs=frozenset(scale_inputs),
         )
 
     return wrap

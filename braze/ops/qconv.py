@@ -67,7 +67,7 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad: str = 
     return acc.to(torch.int32)
 
 
-@op("QLinearConv", since=10)
+@op("QLinearConv", since=10, scale_inputs=(1, 4, 6))
 def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, b=None, *,
                  auto_pad: str = "NOTSET", dilations: list[int] | None = None, group: int = 1,
                  kernel_shape: list[int] | None = None, pads: list[int] | None = None,

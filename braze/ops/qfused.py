@@ -50,7 +50,7 @@ def _epilogue(acc: torch.Tensor, scale: torch.Tensor, bias, residual, *, residua
     return y.to(out.torch)
 
 
-@op(Kind.QCONV, domain=DOMAIN)
+@op(Kind.QCONV, domain=DOMAIN, scale_inputs=(2,))
 def qconv(x_q, w_q, w_scale, b=None, residual=None, *, x_scale: float, x_zero_point: int = 0,
           auto_pad: str = "NOTSET", dilations: list[int] | None = None, group: int = 1,
           kernel_shape: list[int] | None = None, pads: list[int] | None = None, strides: list[int] | None = None,
@@ -70,7 +70,7 @@ def qconv(x_q, w_q, w_scale, b=None, residual=None, *, x_scale: float, x_zero_po
                      out_zero_point=out_zero_point, output_dtype=output_dtype, residual_first=True)
 
 
-@op(Kind.QGEMM, domain=DOMAIN)
+@op(Kind.QGEMM, domain=DOMAIN, scale_inputs=(2,))
 def qgemm(x_q, w_q, w_scale, b=None, residual=None, *, x_scale: float, x_zero_point: int = 0,
           activation: str = "none", act_params: list[float] | None = None, residual_scale: float = 0.0,
           residual_zero_point: int = 0, out_scale: float = 0.0, out_zero_point: int = 0, output_dtype: int = 1):

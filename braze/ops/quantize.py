@@ -204,42 +204,42 @@ def _quantize_rule(version: int):
     return _named(rule)
 
 
-@op("QuantizeLinear", since=10, infer=_quantize_rule(10), keeps_layout=True)
+@op("QuantizeLinear", since=10, infer=_quantize_rule(10), keeps_layout=True, scale_inputs=(1,))
 def quantize_linear_10(x, y_scale, y_zero_point=None, *, _dtypes: tuple = ()):
     return _quantize_linear(10, x, y_scale, y_zero_point, dtypes=_dtypes)
 
 
-@op("QuantizeLinear", since=13, infer=_quantize_rule(13), keeps_layout=True)
+@op("QuantizeLinear", since=13, infer=_quantize_rule(13), keeps_layout=True, scale_inputs=(1,))
 def quantize_linear_13(x, y_scale, y_zero_point=None, *, axis: int = 1, _dtypes: tuple = ()):
     return _quantize_linear(13, x, y_scale, y_zero_point, axis, dtypes=_dtypes)
 
 
-@op("QuantizeLinear", since=19, infer=_quantize_rule(19), keeps_layout=True)
+@op("QuantizeLinear", since=19, infer=_quantize_rule(19), keeps_layout=True, scale_inputs=(1,))
 def quantize_linear_19(x, y_scale, y_zero_point=None, *, axis: int = 1, saturate: int = 1, _dtypes: tuple = ()):
     return _quantize_linear(19, x, y_scale, y_zero_point, axis, saturate, dtypes=_dtypes)
 
 
-@op("QuantizeLinear", since=21, infer=_quantize_rule(21), keeps_layout=True)
+@op("QuantizeLinear", since=21, infer=_quantize_rule(21), keeps_layout=True, scale_inputs=(1,))
 def quantize_linear_21(x, y_scale, y_zero_point=None, *, axis: int = 1, saturate: int = 1, block_size: int = 0,
                        output_dtype: int = 0, _dtypes: tuple = ()):
     return _quantize_linear(21, x, y_scale, y_zero_point, axis, saturate, block_size, output_dtype, dtypes=_dtypes)
 
 
-@op("QuantizeLinear", since=23, infer=_quantize_rule(23), keeps_layout=True)
+@op("QuantizeLinear", since=23, infer=_quantize_rule(23), keeps_layout=True, scale_inputs=(1,))
 def quantize_linear_23(x, y_scale, y_zero_point=None, *, axis: int = 1, saturate: int = 1, block_size: int = 0,
                        output_dtype: int = 0, precision: int = 0, _dtypes: tuple = ()):
     return _quantize_linear(23, x, y_scale, y_zero_point, axis, saturate, block_size, output_dtype, precision,
                             dtypes=_dtypes)
 
 
-@op("QuantizeLinear", since=24, infer=_quantize_rule(24), keeps_layout=True)
+@op("QuantizeLinear", since=24, infer=_quantize_rule(24), keeps_layout=True, scale_inputs=(1,))
 def quantize_linear_24(x, y_scale, y_zero_point=None, *, axis: int = 1, saturate: int = 1, block_size: int = 0,
                        output_dtype: int = 0, precision: int = 0, _dtypes: tuple = ()):
     return _quantize_linear(24, x, y_scale, y_zero_point, axis, saturate, block_size, output_dtype, precision,
                             dtypes=_dtypes)
 
 
-@op("QuantizeLinear", since=25, infer=_quantize_rule(25), keeps_layout=True)
+@op("QuantizeLinear", since=25, infer=_quantize_rule(25), keeps_layout=True, scale_inputs=(1,))
 def quantize_linear_25(x, y_scale, y_zero_point=None, *, axis: int = 1, saturate: int = 1, block_size: int = 0,
                        output_dtype: int = 0, precision: int = 0, _dtypes: tuple = ()):
     return _quantize_linear(25, x, y_scale, y_zero_point, axis, saturate, block_size, output_dtype, precision,
@@ -284,40 +284,40 @@ def _dequantize_rule(version: int):
     return _named(rule)
 
 
-@op("DequantizeLinear", since=10, infer=_dequantize_rule(10), keeps_layout=True)
+@op("DequantizeLinear", since=10, infer=_dequantize_rule(10), keeps_layout=True, scale_inputs=(1,))
 def dequantize_linear_10(x, x_scale, x_zero_point=None, *, _dtypes: tuple = ()):
     return _dequantize_linear(10, x, x_scale, x_zero_point, dtypes=_dtypes)
 
 
-@op("DequantizeLinear", since=13, infer=_dequantize_rule(13), keeps_layout=True)
+@op("DequantizeLinear", since=13, infer=_dequantize_rule(13), keeps_layout=True, scale_inputs=(1,))
 def dequantize_linear_13(x, x_scale, x_zero_point=None, *, axis: int = 1, _dtypes: tuple = ()):
     return _dequantize_linear(13, x, x_scale, x_zero_point, axis, dtypes=_dtypes)
 
 
-@op("DequantizeLinear", since=19, infer=_dequantize_rule(19), keeps_layout=True)
+@op("DequantizeLinear", since=19, infer=_dequantize_rule(19), keeps_layout=True, scale_inputs=(1,))
 def dequantize_linear_19(x, x_scale, x_zero_point=None, *, axis: int = 1, _dtypes: tuple = ()):
     return _dequantize_linear(19, x, x_scale, x_zero_point, axis, dtypes=_dtypes)
 
 
-@op("DequantizeLinear", since=21, infer=_dequantize_rule(21), keeps_layout=True)
+@op("DequantizeLinear", since=21, infer=_dequantize_rule(21), keeps_layout=True, scale_inputs=(1,))
 def dequantize_linear_21(x, x_scale, x_zero_point=None, *, axis: int = 1, block_size: int = 0,
                          _dtypes: tuple = ()):
     return _dequantize_linear(21, x, x_scale, x_zero_point, axis, block_size, dtypes=_dtypes)
 
 
-@op("DequantizeLinear", since=23, infer=_dequantize_rule(23), keeps_layout=True)
+@op("DequantizeLinear", since=23, infer=_dequantize_rule(23), keeps_layout=True, scale_inputs=(1,))
 def dequantize_linear_23(x, x_scale, x_zero_point=None, *, axis: int = 1, block_size: int = 0,
                          output_dtype: int = 0, _dtypes: tuple = ()):
     return _dequantize_linear(23, x, x_scale, x_zero_point, axis, block_size, output_dtype, dtypes=_dtypes)
 
 
-@op("DequantizeLinear", since=24, infer=_dequantize_rule(24), keeps_layout=True)
+@op("DequantizeLinear", since=24, infer=_dequantize_rule(24), keeps_layout=True, scale_inputs=(1,))
 def dequantize_linear_24(x, x_scale, x_zero_point=None, *, axis: int = 1, block_size: int = 0,
                          output_dtype: int = 0, _dtypes: tuple = ()):
     return _dequantize_linear(24, x, x_scale, x_zero_point, axis, block_size, output_dtype, dtypes=_dtypes)
 
 
-@op("DequantizeLinear", since=25, infer=_dequantize_rule(25), keeps_layout=True)
+@op("DequantizeLinear", since=25, infer=_dequantize_rule(25), keeps_layout=True, scale_inputs=(1,))
 def dequantize_linear_25(x, x_scale, x_zero_point=None, *, axis: int = 1, block_size: int = 0,
                          output_dtype: int = 0, _dtypes: tuple = ()):
     return _dequantize_linear(25, x, x_scale, x_zero_point, axis, block_size, output_dtype, dtypes=_dtypes)

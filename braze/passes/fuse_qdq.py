@@ -53,7 +53,7 @@ def _dequantized(t: Tensor | None, producer: dict[Tensor, Node]) -> tuple[Tensor
     return None if params is None else (dq.inputs[0], *params)
 
 
-def _weight(w: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+def int8_weight(w: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 per channel along `axis`: (w_q, scale). A weight that is exactly int8 times a scale per
     channel or per tensor (a model's DequantizeLinear, folded) is recovered exactly; any other is rounded."""
     dims = [d for d in range(w.dim()) if d != axis]
@@ -80,7 +80,7 @@ def _layer(m: Match, graph: Graph) -> list[Node] | None:
     conv = layer.op in ("Conv", Kind.FUSED_CONV)
     if (conv and w.rank != 4) or (not conv and w.rank != 2):
         return None
-    w_q, w_scale = _weight(w.value, 0 if conv else 1)
+    w_q, w_scale = int8_weight(w.value, 0 if conv else 1)
     bias, residual = layer.input(2), layer.input(3)
     if bias is not None and not bias.is_constant:
         return None

@@ -28,7 +28,7 @@ import torch
 from ..errors import ModelError
 from ..ir import DType, Graph, Node, Tensor
 from ..ops.msquant import MS_DOMAIN, qgemm
-from .fuse_qdq import _weight as recover_int8
+from .fuse_qdq import int8_weight as recover_int8
 from .pattern import Match, Op, Rule, rewrite
 from .util import constant
 

@@ -19,7 +19,7 @@ import torch
 
 from ..ir import DType, Graph, Node, Tensor, subgraphs
 from ..ops import REGISTRY
-from ..ops.kinds import Kind
+from ..ops.kinds import DOMAIN, Kind
 
 _ONNX_FLOAT = int(onnx.TensorProto.FLOAT)
 _ONNX_CODES = {DType.float16: int(onnx.TensorProto.FLOAT16), DType.bfloat16: int(onnx.TensorProto.BFLOAT16)}
@@ -33,9 +33,7 @@ _TYPE_ATTRS = {
     "DequantizeLinear": ("output_dtype", None), Kind.QCONV: ("output_dtype", _ONNX_FLOAT),
     Kind.QGEMM: ("output_dtype", _ONNX_FLOAT),
 }
-# Inputs that stay float32 in a lowered graph: quantization scales (an INT8 layer's per-channel weight scales, a
-# Quantize/DequantizeLinear's scale), so that lowering never moves a quantization step.
-_FLOAT32_INPUTS = {Kind.QCONV: (2,), Kind.QGEMM: (2,), "QuantizeLinear": (1,), "DequantizeLinear": (1,)}
+
 _SHAPE_READERS = ("Shape", "Size")  # read only their input's shape: a shape path does not reach past them
 
 
@@ -46,6 +44,8 @@ def lower_precision(graph: Graph, dtype: DType, *, boundary: bool = True, keep: 
     inputs are cast up before them and their outputs cast down for the lowered layers that read them."""
     if dtype not in _ONNX_CODES:
         raise ValueError(f"braze lowers to float16 or bfloat16, not {dtype}")
+    # NOTE: ONNX defines DynamicQuantizeLinear on float32 alone: it computes in float32 like a pinned layer
+    keep = keep | {n.name for n in graph.nodes if n.op == "DynamicQuantizeLinear" and n.domain in ("", "ai.onnx")}
     pinned = [n for n in graph.nodes if n.name in keep]
     stay = _shape_path(graph)
     stay |= {id(t) for n in pinned for t in [*n.outputs, *(x for x in n.inputs if x is not None and x.is_constant)]
@@ -90,9 +90,15 @@ def _cast_up(graph: Graph, reads: list[tuple[Node, int]]) -> None:
 
 
 def _value_inputs(node: Node) -> frozenset[int]:
-    """The inputs lowering leaves in float32: those that decide a shape, and an INT8 layer's weight scales."""
-    own = REGISTRY.for_node(node).value_inputs if REGISTRY.knows(node) else frozenset()
-    return own | frozenset(_FLOAT32_INPUTS.get(node.op, ()))
+    """The inputs lowering leaves in float32: those that decide a shape, and quantization scales (an op's
+    scale_inputs: lowering never moves a quantization step)."""
+    opdef = REGISTRY.find(node)
+    return frozenset() if opdef is None else opdef.value_inputs | opdef.scale_inputs
+
+
+def _scale_inputs(node: Node) -> frozenset[int]:
+    opdef = REGISTRY.find(node)
+    return frozenset() if opdef is None else opdef.scale_inputs
 
 
 def _shape_path(graph: Graph) -> set[int]:
@@ -114,7 +120,7 @@ def _shape_path(graph: Graph) -> set[int]:
         if node is not None and node.op not in _SHAPE_READERS:
             pending += [x for x in node.inputs if x is not None]
     for node in graph.nodes:  # NOTE: an op fed only such float32 values (a Range of float bounds) makes float32 too
-        scales = _FLOAT32_INPUTS.get(node.op, ())
+        scales = _scale_inputs(node)
         floats = [x for i, x in enumerate(node.inputs) if x is not None and x.dtype == DType.float32 and i not in scales]
         if floats and all(id(x) in stay for x in floats):
             stay.update(id(t) for t in node.outputs if t.dtype == DType.float32)
@@ -162,14 +168,14 @@ def _narrow(value: torch.Tensor, dtype: DType) -> torch.Tensor:
 def _retarget(node: Node, dtype: DType) -> None:
     """Ops that name float32 explicitly, or by default, produce the low type instead."""
     if node.op in ("QuantizeLinear", "DequantizeLinear") and node.domain in ("", "ai.onnx"):
-        # NOTE: the scale stays float32 (_FLOAT32_INPUTS): QuantizeLinear-19 takes a float16/bfloat16 x with it, and
+        # NOTE: the scale stays float32 (scale_inputs): QuantizeLinear-19 takes a float16/bfloat16 x with it, and
         # DequantizeLinear-23 makes the low type from it by output_dtype; the same ops otherwise
         least = 19 if node.op == "QuantizeLinear" else 23
         if 0 < node.version < least:  # NOTE: version 0 already means the newest
             node.version = least
         if node.op == "DequantizeLinear" and not node.attrs.get("output_dtype") and node.inputs[1].dtype == DType.float32:
             node.attrs["output_dtype"] = _ONNX_CODES[dtype]
-    attr = _TYPE_ATTRS.get(node.op)
+    attr = _TYPE_ATTRS.get(node.op) if node.domain in ("", "ai.onnx", DOMAIN) else None  # NOTE: not com.microsoft's QGemm
     if attr is not None and node.attrs.get(attr[0], attr[1]) == _ONNX_FLOAT:
         node.attrs[attr[0]] = _ONNX_CODES[dtype]
     value = node.attrs.get("value")

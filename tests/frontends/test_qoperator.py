@@ -373,3 +373,17 @@ def test_a_zero_point_of_another_type_is_refused_by_node():
 def test_an_unsupported_weight_zero_point_is_refused_by_node(w_zero_point, message):
     with pytest.raises(BrazeError, match=f"node 'qconv' \\(QLinearConv\\).*: {message}"):
         braze.Builder("cpu").build(qlinear_conv(w_zero_point=w_zero_point))
+
+
+@pytest.mark.parametrize("make, shape", [(tiny_mlp, (2, 4)), (lambda: tiny_cnn(batch=2), (2, 3, 16, 16)),
+                                         (two_heads, (3, 8))], ids=["mlp", "cnn", "shared-input"])
+def test_dynamic_models_build_in_fp16(tmp_path, make, shape):
+    """DynamicQuantizeLinear is float32-only in ONNX: an FP16 engine gives it a float32 input and keeps its scale
+    float32, and the answer stays within float16's bound."""
+    from braze.ir import DType
+    from braze.testing import rel_l2, tolerance
+
+    m = dynamic(make(), tmp_path, weight_type=QuantType.QInt8)
+    for quantized in (m, optimized_by_onnxruntime(m, tmp_path)):
+        for got, want in run_both_outputs(quantized, images(2, 4, shape), precision="fp16"):
+            assert rel_l2(got, want) <= tolerance(DType.float16).rel_l2

@@ -23,7 +23,7 @@ BRAZE = Path(__file__).resolve().parents[2] / "braze"
 # Strings equal to a kind's name that mean something else, with why.
 OTHER_MEANINGS = {
     ("ops/attention.py", Kind.ATTENTION): "ONNX's own Attention op (domain '')",
-    ("frontends/onnx/unsupported.py", Kind.QGEMM): "com.microsoft's QGemm, which braze does not import",
+    ("ops/msquant.py", Kind.QGEMM): "com.microsoft's QGemm (onnxruntime's QOperator format)",
 }
 
 
