@@ -2,10 +2,10 @@
 onednn_gemm) on the same layers, with 1 and 2 threads, beside the other INT8 kernels torch ships (the x86
 quantized engine's conv2d on quantized tensors, torch._int_mm without its epilogue).
 
-    python benchmarks/cpu_int8.py [--threads 1,2] [--rounds 15] [--out benchmarks/results]
+    python benchmarks/cpu_int8.py [--threads 1,2] [--seconds 4] [--out benchmarks/results]
 
-Each kernel is called with its output planned (as an engine calls it); the kernels of one layer are timed in
-turn, a block of calls each per round, and the fastest round is kept (the machine may be shared).
+Each kernel is called with its output planned (as an engine calls it), the kernels of one layer one call each
+in turn; the table gives each one's fastest decile of calls (the machine may be shared), the JSON medians too.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import datetime
 import json
 import platform
+import statistics
 import sys
 import time
 import warnings
@@ -116,22 +117,23 @@ def _alternatives(x_shape, w_q, w_scale, b, group, stride, pad):
     return "quantized.conv2d_relu (x86)", lambda: torch.ops.quantized.conv2d_relu(qx, packed, 0.05, 0)
 
 
-def _time(fns: dict, rounds: int, block_s: float = 0.05) -> dict[str, float]:
-    best = {k: float("inf") for k in fns}
+def _time(fns: dict, seconds: float) -> dict[str, tuple[float, float]]:
+    """Microseconds per call of each function, (fastest decile, median): one call of each in turn, for about
+    `seconds` in all, so that a pause of the machine falls on every function alike."""
+    samples: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn()
         fn()
-    for _ in range(rounds):
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
         for key, fn in fns.items():
-            calls, started = 0, time.perf_counter()
-            while time.perf_counter() - started < block_s:
-                fn()
-                calls += 1
-            best[key] = min(best[key], (time.perf_counter() - started) / calls * 1e6)
-    return best
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append((time.perf_counter() - t0) * 1e6)
+    return {k: (sorted(v)[len(v) // 10], statistics.median(v)) for k, v in samples.items()}
 
 
-def measure(case, threads: int, rounds: int) -> dict:
+def measure(case, threads: int, seconds: float) -> dict:
     name, x_shape, w_shape, group, stride, pad, act, residual = case
     torch.set_num_threads(threads)
     conv = len(w_shape) == 4
@@ -142,23 +144,23 @@ def measure(case, threads: int, rounds: int) -> dict:
     alt_name, alt = _alternatives(x_shape, w_q, w_scale, b, group, stride, pad)
     fns = {"fp32": _kernel(fp32_tactic, fused, conv), "int8->int8": _kernel(int8_tactic, q_int8, conv),
            "int8->fp32": _kernel(int8_tactic, q_float, conv), "alt": alt}
-    us = _time(fns, rounds)
-    return {"layer": name, "threads": threads, **{f"{k} us": round(v, 1) for k, v in us.items()},
-            "alt": alt_name}
+    us = _time(fns, seconds)
+    return {"layer": name, "threads": threads, **{f"{k} us": round(v[0], 1) for k, v in us.items()},
+            **{f"{k} median us": round(v[1], 1) for k, v in us.items()}, "alt": alt_name}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", default="1,2")
-    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--seconds", type=float, default=4.0, help="time per layer and thread count")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
-    rows = [measure(case, int(t), args.rounds) for t in args.threads.split(",") for case in CASES]
+    rows = [measure(case, int(t), args.seconds) for t in args.threads.split(",") for case in CASES]
     caps = torch.cpu.get_capabilities()
     isa = ", ".join(k for k in ("avx512_vnni", "avx_vnni", "amx_int8") if caps.get(k)) or "no VNNI"
     header = (f"cpu {caps.get('cpu_name', platform.processor())} ({isa}), torch {torch.__version__}, "
               f"date {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
-    lines = ["# braze CPU INT8 tactics vs FP32 (fastest round, microseconds per layer)", "", header, "",
+    lines = ["# braze CPU INT8 tactics vs FP32 (fastest decile of calls, microseconds per layer)", "", header, "",
              "| layer | threads | FP32 onednn | INT8 int8->int8 | speedup | INT8 int8->fp32 | speedup | torch alternative |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
