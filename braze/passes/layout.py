@@ -1,8 +1,8 @@
-"""Layout: convolutional regions run channels-last (NHWC) where the target's kernels are fastest in it:
-on a GPU lowered to FP16/BF16 (cuDNN's tensor-core kernels) or in INT8 (braze's implicit-GEMM QConv) and on a
-CPU with oneDNN in FP32. Every such 2-D convolution is marked `layout=nhwc`; pooling and elementwise kernels keep that layout and the memory plan
-gives their outputs channels-last strides, so tensors change layout only at the region's boundaries (the
-first convolution converts the NCHW input once). Kernels and the tuner honour the mark.
+"""Layout: convolutional regions run channels-last (NHWC) where the target's kernels are fastest in it: on a GPU
+lowered to FP16/BF16 (cuDNN's tensor-core kernels) or in INT8 (braze's implicit-GEMM QConv), and on a CPU with
+oneDNN in FP32 or INT8. Every such 2-D convolution is marked `layout=nhwc`; pooling and elementwise kernels keep
+that layout and the memory plan gives their outputs channels-last strides, so tensors change layout only at the
+region's boundaries (the first convolution converts the NCHW input once). Kernels and the tuner honour the mark.
 
 It runs after the precision stage, so each convolution is judged by the type it computes in.
 """
@@ -19,7 +19,10 @@ def prefers_nhwc(target: str, dtype: DType | None) -> bool:
     if target == "cuda":
         return dtype in (DType.float16, DType.bfloat16, DType.int8, DType.uint8)
     from ..kernels.cpu.conv import onednn_available
+    from ..kernels.cpu.int8 import exact_int8_available
 
+    if dtype in (DType.int8, DType.uint8):
+        return exact_int8_available()  # NOTE: oneDNN's INT8 convolution; NCHW int8 costs more in transposes than it
     return dtype == DType.float32 and onednn_available()
 
 

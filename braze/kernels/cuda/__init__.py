@@ -8,6 +8,7 @@ from .attention import SdpaTactic
 from .conv import Conv1x1GemmTactic, CudnnConvTactic
 from .gemm import CublasGemmTactic, TritonGemmTactic
 from .generic import GatherTactic, TorchTactic
+from ..dequantized import TACTICS as DEQUANTIZED_TACTICS
 from .int8 import TACTICS as INT8_TACTICS
 from .norm import TritonLayerNormTactic
 from .pointwise import TritonPointwiseTactic
@@ -20,6 +21,7 @@ TACTICS = [
     CublasGemmTactic(),
     TritonGemmTactic(),
     *INT8_TACTICS,
+    *DEQUANTIZED_TACTICS,  # the float candidate the tuner times against the INT8 kernels
     SdpaTactic(),
     TritonPointwiseTactic(),
     TritonLayerNormTactic(),
