@@ -1,7 +1,7 @@
 """INT8 accuracy on trained models and real data (scripts/fetch_models.py fetches and makes them): for each model
 and calibrator, a calibrated INT8 engine against the FP32 engine on held-out samples (never the calibration
 ones): top-1 agreement, the task's accuracy where labels exist, the logits' rel-L2, which layers went to INT8,
-and how long calibration took. Optionally with the accuracy guard (--budget top1=0.99).
+how long calibration took, and the median latency of each engine on one held-out batch. Optionally with the accuracy guard (--budget top1=0.99).
 
     python3 benchmarks/int8_accuracy.py [--device cpu|cuda] [--models digits,efficientnet,ppocr_cls]
         [--calibrators minmax,percentile,entropy] [--budget top1=0.99] [--json FILE]
@@ -63,6 +63,18 @@ def _outputs(engine, batches: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(next(iter(context.infer({name: b}).values()))) for b in batches]
 
 
+def _median_ms(engine, batch: np.ndarray, runs: int = 20) -> float:
+    context = engine.create_execution_context()
+    feed = {engine.plan.graph.inputs[0].name: batch}
+    context.infer(feed)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        context.infer(feed)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
 def measure(case: Case, device: str, calibrator: str, budget: str | None) -> dict:
     path = str(MODELS / case.model)
     name = braze.parse_onnx(path).inputs[0].name
@@ -83,6 +95,8 @@ def measure(case: Case, device: str, calibrator: str, budget: str | None) -> dic
            "int8_layers": len(int8.plan.build["int8"]["int8_layers"]),
            "kept_in_float": len(int8.plan.build["int8"]["kept_in_float"]),
            "calibration_s": int8.plan.build["int8"]["seconds"], "build_s": round(build_s, 2)}
+    row["fp32_ms"] = round(_median_ms(reference, case.held_out[0]), 3)
+    row["int8_ms"] = round(_median_ms(int8, case.held_out[0]), 3)
     if case.labels is not None:
         labels = np.concatenate(case.labels)
         row["accuracy_fp32"] = round(float((np.concatenate([w.argmax(-1) for w in want]) == labels).mean()), 4)

@@ -1,5 +1,6 @@
-"""Convolution fusions: BatchNormalization folded into the conv's weights; bias, residual Add and
-activation absorbed into one FusedConv layer (the "CBR" layer and the ResNet block ending)."""
+"""Convolution fusions: a zero Pad folded into the conv's own pads (TF-style "same" padding); BatchNormalization
+folded into the conv's weights; bias, residual Add and activation absorbed into one FusedConv layer (the "CBR"
+layer and the ResNet block ending)."""
 
 from __future__ import annotations
 
@@ -98,11 +99,55 @@ def _add_activation(m: Match, graph: Graph) -> list[Node] | None:
                    merged_origin(conv, act_node))]
 
 
+def _zero_pads(pad: Node, rank: int) -> list[int] | None:
+    """A Pad's [begin..., end...] over all `rank` dims, when it pads with the constant 0 by constant amounts."""
+    if pad.attrs.get("mode", "constant") != "constant":
+        return None
+    if pad.version < 11:
+        pads, value, axes = list(pad.attrs.get("pads") or []), float(pad.attrs.get("value", 0.0)), None
+    else:
+        given = [pad.input(i) for i in (1, 2, 3)]
+        if any(t is not None and not t.is_constant for t in given) or given[0] is None:
+            return None
+        pads = [int(v) for v in given[0].value.reshape(-1).tolist()]
+        value = 0.0 if given[1] is None or given[1].value.numel() == 0 else float(given[1].value.reshape(-1)[0])
+        axes = None if given[2] is None else [int(a) % rank for a in given[2].value.reshape(-1).tolist()]
+    if value != 0.0:
+        return None
+    axes = axes if axes is not None else list(range(rank))
+    if len(pads) != 2 * len(axes):
+        return None
+    full = [0] * (2 * rank)
+    for i, axis in enumerate(axes):
+        full[axis], full[rank + axis] = pads[i], pads[len(axes) + i]
+    return full
+
+
+def _fold_pad(m: Match, graph: Graph) -> list[Node] | None:
+    """Pad(x, zeros) -> Conv  =>  Conv with the Pad's amounts added to its own pads (TF-style "same" padding)."""
+    conv, pad = m.root, m["pad"]
+    x = pad.inputs[0]
+    rank = x.rank
+    if rank is None or rank < 3 or conv.attrs.get("auto_pad", "NOTSET") != "NOTSET":
+        return None
+    full = _zero_pads(pad, rank)
+    if full is None or any(full[d] or full[rank + d] for d in (0, 1)) or min(full) < 0:
+        return None
+    spatial = rank - 2
+    own = list(conv.attrs.get("pads") or [0] * (2 * spatial))
+    pads = [own[i] + full[2 + i] for i in range(spatial)] + [own[spatial + i] + full[rank + 2 + i] for i in range(spatial)]
+    attrs = {**conv.attrs, "pads": pads}
+    return [node(graph, conv.op, [x, *conv.inputs[1:]], conv.outputs, attrs, name=conv.name,
+                 origin=merged_origin(pad, conv), domain=conv.domain, version=conv.version)]
+
+
 def _conv(name: str = "conv") -> Op:
     return Op(CONVS, any_inputs=True, name=name, where=_plain)
 
 
 RULES = [
+    Rule("pad_into_conv", Op(CONVS, Op("Pad", Any("x"), partial=True, name="pad"), Const("w"), partial=True,
+                             where=lambda n, m: n.attrs.get("layout", "nchw") == "nchw"), _fold_pad),
     Rule("conv_batchnorm", Op("BatchNormalization", _conv(), Const(), Const(), Const(), Const()), _fold_batchnorm),
     Rule("conv_bias", Op("Add", _conv(), Const("c"), commute=True), _add_bias),
     Rule("conv_residual", Op("Add", _conv(), Any("residual"), commute=True), _add_residual),

@@ -167,3 +167,44 @@ def test_folding_keeps_the_source_nodes_as_origin():
     y = net.op("Relu", batchnorm(net, conv(net, net.input("x", [1, 3, 6, 6]), name="conv"), name="bn"), name="relu")
     engine = check(net.model(y), ops=["FusedConv"])
     assert engine.graph.nodes[0].origin == ("conv", "bn", "relu")
+
+
+def _pad(net: Net, x: str, pads: list[int], value: float | None = None, mode: str = "constant",
+         axes: list[int] | None = None) -> str:
+    inputs = [x, net.const(pads, np.int64)]
+    if value is not None or axes is not None:
+        inputs.append(net.const(0.0 if value is None else value))
+    if axes is not None:
+        inputs.append(net.const(axes, np.int64))
+    return net.op("Pad", *inputs, mode=mode)
+
+
+@pytest.mark.parametrize("pads, axes", [
+    ([0, 0, 0, 1, 0, 0, 1, 2], None),  # TF "same" padding: one more at the end
+    ([0, 0, 2, 0, 0, 0, 2, 0], None),
+    ([1, 0, 1, 1], [2, 3]),  # opset 18's axes
+    ([1, 2, 0, 1], [-2, -1]),
+], ids=["same-asymmetric", "height-only", "axes", "negative-axes"])
+def test_a_zero_pad_folds_into_the_conv(pads, axes):
+    net = Net(opset=18)
+    x = _pad(net, net.input("x", [2, 3, 7, 7]), pads, axes=axes)
+    check(net.model(conv(net, x, strides=[2, 2])), fired={"pad_into_conv": 1}, ops=["FusedConv"])
+
+
+def test_an_opset_2_pad_folds_too():
+    net = Net(opset=10)
+    x = net.op("Pad", net.input("x", [1, 3, 6, 6]), pads=[0, 0, 1, 1, 0, 0, 1, 1])
+    check(net.model(conv(net, x, pads=[0, 0, 0, 0])), fired={"pad_into_conv": 1}, ops=["FusedConv"])
+
+
+@pytest.mark.parametrize("how", ["value", "reflect", "batch", "crop", "shared"])
+def test_a_pad_that_is_not_a_zero_border_stays(how):
+    net = Net(opset=18)
+    x = net.input("x", [2, 3, 7, 7])
+    spatial = [0, 0, 1, 1, 0, 0, 1, 1]
+    padded = {"value": lambda: _pad(net, x, spatial, value=0.5), "reflect": lambda: _pad(net, x, spatial, mode="reflect"),
+              "batch": lambda: _pad(net, x, [1, 0, 1, 1, 0, 0, 1, 1]), "crop": lambda: _pad(net, x, [0, 0, -1, 1, 0, 0, 1, 1]),
+              "shared": lambda: _pad(net, x, spatial)}[how]()
+    y = conv(net, padded)
+    outputs = [y, padded] if how == "shared" else [y]
+    check(net.model(*outputs), fired={"pad_into_conv": 0})
