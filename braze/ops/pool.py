@@ -47,6 +47,8 @@ def _max_pool(x: torch.Tensor, kernel_shape: Sequence[int], *, auto_pad: str, pa
     win = _window(x, kernel_shape, strides=strides, dilations=dilations, pads=pads, auto_pad=auto_pad,
                   ceil_mode=ceil_mode)
     in_sizes = tuple(x.shape[2:])
+    if not x.is_floating_point() and not x.is_contiguous():
+        x = x.contiguous()  # NOTE: torch's CPU max pool refuses a channels-last int8/uint8 tensor (a size check)
     fn = _MAX.get(len(win.kernel))
     if fn is None:
         return _max_pool_nd(x, win, storage_order, n_out)

@@ -9,6 +9,7 @@ from .conv import Conv1x1GemmTactic, CudnnConvTactic
 from .gemm import CublasGemmTactic, TritonGemmTactic
 from .generic import GatherTactic, TorchTactic
 from ..dequantized import TACTICS as DEQUANTIZED_TACTICS
+from ..quantize import TACTICS as QUANTIZE_TACTICS
 from .int8 import TACTICS as INT8_TACTICS
 from .norm import TritonLayerNormTactic
 from .pointwise import TritonPointwiseTactic
@@ -22,6 +23,7 @@ TACTICS = [
     TritonGemmTactic(),
     *INT8_TACTICS,
     *DEQUANTIZED_TACTICS,  # the float candidate the tuner times against the INT8 kernels
+    *QUANTIZE_TACTICS,
     SdpaTactic(),
     TritonPointwiseTactic(),
     TritonLayerNormTactic(),
