@@ -112,10 +112,16 @@ def build_seeds() -> list[Seed]:
     import braze
 
     seeds = []
-    for name, model in seed_models().items():
-        engine = braze.Builder("cpu").build(braze.parse_onnx(model), braze.BuilderConfig())
+    models = seed_models()
+    every_layer_int8 = braze.PrecisionPolicy({"int8"}, op_types={"Conv": "int8", "Gemm": "int8", "MatMul": "int8"})
+    builds = [(name, model, None) for name, model in models.items()] + [("conv_int8", models["conv"], every_layer_int8)]
+    for name, model, policy in builds:
+        graph = braze.parse_onnx(model)
         rng = np.random.default_rng(len(seeds))
-        feeds = {b.name: rng.standard_normal(b.shape).astype(b.dtype.numpy) for b in engine.inputs}
+        feeds = {t.name: rng.standard_normal(t.shape).astype(t.dtype.numpy) for t in graph.inputs}
+        config = braze.BuilderConfig() if policy is None else braze.BuilderConfig(
+            precision=policy, calibration=braze.Calibration(data=[feeds]))
+        engine = braze.Builder("cpu").build(graph, config)
         outputs = engine.create_execution_context().infer(feeds)
         seeds.append(Seed(name, engine.serialize(), feeds, outputs))
     return seeds
