@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,7 +27,9 @@ from ..ops import infer_shapes
 from ..ops.control_flow import invalid_branches
 from ..passes.pipeline import LOWERED_PASSES, QDQ_PASSES, PassContext, optimize
 from ..precision import Precision, PrecisionPolicy, lower_precision
-from ..precision.int8 import Calibration, quantize
+from ..precision.budget import AccuracyBudget
+from ..precision.guard import accuracy_budget, guard, hold_out, movable
+from ..precision.int8 import Calibration, Int8Report, quantize
 from ..progress import Progress, ProgressSetting, reporter
 from ..tune import TimingCache
 from .checks import check_declared, check_memory, check_quantization, declared_types
@@ -47,6 +49,9 @@ class BuilderConfig:
     precision: PrecisionPolicy | str | Sequence[str] = "fp32"
     tf32: bool = False  # let fp32 matrix products and convolutions use TF32 (CUDA); the same as allowing tf32
     calibration: Calibration | None = None  # where INT8 scales come from (data and/or a cache), when int8 is allowed
+    # "top1=0.99", "rel_l2=0.02", "cosine=0.999" [",output=NAME"]: INT8 layers go back to float until the engine
+    # meets it against the FP32 engine on held-out calibration samples (docs/quantization.md, the accuracy guard)
+    accuracy_budget: AccuracyBudget | str | None = None
     timing_cache: str | None = None  # a timing cache file to read and extend
     progress: ProgressSetting = None  # a callback, or True/False; None: lines on stderr where it is a terminal
     dump_dir: str | None = None  # write the graph after every pass here (also BRAZE_DEBUG=passes)
@@ -61,11 +66,13 @@ class Builder:
         config = config or BuilderConfig()
         say = reporter(config.progress)
         policy = PrecisionPolicy.parse(config.precision, tf32=config.tf32)  # NOTE: checked before any long work
+        budget = accuracy_budget(config.accuracy_budget, policy, config.calibration)
         level = config.optimization_level
         if not isinstance(level, int) or isinstance(level, bool) or level < 0:
             raise BrazeError(f"optimization_level {level!r}: an integer, 0 (the graph as parsed) or more")
         started = time.perf_counter()
         graph = _as_graph(model, say)
+        source = graph.copy() if budget is not None else None  # NOTE: the accuracy guard rebuilds from it
         source_nodes = len(graph.nodes)
         say(f"building {graph.name!r}: {source_nodes} nodes, target {self.target}")
 
@@ -88,11 +95,13 @@ class Builder:
             say(f"optimized: {source_nodes} nodes -> {len(graph.nodes)} layers "
                 f"({sum(passes.fired.values())} rewrites)")
 
-        int8 = None
+        int8, calibration, held_out = None, config.calibration, []
         if policy.int8 and config.optimization_level == 0:
             say("warning: int8 needs optimization level 1 or more (its layers are fused ones): building in float")
         elif policy.int8:
-            int8 = quantize(graph, policy, config.calibration, self.target.device, say)
+            if budget is not None:
+                calibration, held_out = hold_out(config.calibration, graph, self.target.device, budget)
+            int8 = quantize(graph, policy, calibration, self.target.device, say)
         if config.optimization_level > 0:
             optimize(graph, passes, QDQ_PASSES)
         if policy.float_type is not DType.float32:
@@ -133,9 +142,20 @@ class Builder:
             plan.build["graph_pool_bytes"] = ctx.graph_pool_bytes
             if ctx.eager_reason:
                 say(f"warning: contexts of this engine run layer by layer, without a CUDA graph: {ctx.eager_reason}")
-        plan.build["build_seconds"] = round(time.perf_counter() - started, 3)
-        say(f"built {len(graph.nodes)} layers in {time.perf_counter() - started:.2f} s")
+        if budget is not None and int8 is not None:
+            engine = self._guarded(engine, source, config, policy, int8, budget, held_out, say)
+        engine.plan.build["build_seconds"] = round(time.perf_counter() - started, 3)
+        say(f"built {len(engine.graph.nodes)} layers in {time.perf_counter() - started:.2f} s")
         return engine
+
+    def _guarded(self, engine: Engine, source: Graph, config: BuilderConfig, policy: PrecisionPolicy,
+                 int8: Int8Report, budget: AccuracyBudget, held_out: Sequence[Mapping[str, torch.Tensor]],
+                 say: Progress) -> Engine:
+        """The accuracy guard (precision/guard.py) on `engine`, rebuilding `source` with the scales of `int8`."""
+        rebuild = replace(config, tf32=False, calibration=Calibration(reuse=int8), accuracy_budget=None,
+                          progress=False, dump_dir=None)
+        return guard(budget, policy, engine, movable(int8, policy),
+                     lambda p: self.build(source, replace(rebuild, precision=p)), held_out, say)
 
 
 def _as_graph(model: Any, say: Progress) -> Graph:

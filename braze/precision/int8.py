@@ -38,6 +38,9 @@ class Calibration:
     calibrator: str = "percentile"
     percentile: float = 99.99
     limit: int | None = None  # use at most this many samples
+    # NOTE: internal (the accuracy guard's rebuilds): an earlier build's report for the same float graph, whose
+    # scales, source and data digest are reused, so that a rebuild with other layers pinned recalibrates nothing
+    reuse: Int8Report | None = None
 
 
 @dataclass
@@ -67,7 +70,9 @@ def quantize(graph: Graph, policy: PrecisionPolicy, calibration: Calibration | N
         return report
     calibration = calibration or Calibration()
     report.graph_digest = graph_digest(graph)
-    if calibration.data is None:
+    if calibration.reuse is not None:
+        _reuse(report, calibration.reuse, names)
+    elif calibration.data is None:
         if calibration.cache is None or not Path(calibration.cache).exists():
             given = f" (the cache {calibration.cache!r} does not exist)" if calibration.cache else ""
             raise BrazeError(f"int8 needs calibration data or a calibration cache{given}: pass --calib DIR (a folder "
@@ -94,3 +99,15 @@ def quantize(graph: Graph, policy: PrecisionPolicy, calibration: Calibration | N
         f"float{': ' + '; '.join(f'{c.node.name} ({c.reason})' for c in kept[:5]) if kept else ''}"
         f"{' ...' if len(kept) > 5 else ''}")
     return report
+
+
+def _reuse(report: Int8Report, earlier: Int8Report, names: list[str]) -> None:
+    """Take the scales of an earlier build of the same float graph (the accuracy guard's rebuilds)."""
+    if earlier.graph_digest != report.graph_digest:
+        raise BrazeError("int8: the scales reused from an earlier build were made for another float graph")
+    missing = [n for n in names if n not in earlier.scales]
+    if missing:
+        raise BrazeError(f"int8: the scales reused from an earlier build have none for tensor(s) "
+                         f"{', '.join(map(repr, missing))}")
+    report.scales = {n: earlier.scales[n] for n in names}
+    report.source, report.data_digest = earlier.source, earlier.data_digest
