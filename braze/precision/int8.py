@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import BrazeError
-from ..ir import Graph
+from ..ir import Graph, Node
 from ..progress import Progress
 from .calib_cache import CalibrationCache, data_digest, graph_digest, load_cache
 from .calibrate import calibrate, collect
@@ -55,8 +55,13 @@ class Int8Report:
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "graph_digest": self.graph_digest, "data_digest": self.data_digest,
                 "seconds": round(self.seconds, 3),
-                "int8_layers": [c.node.name for c in self.choices if c.int8],
-                "kept_in_float": {c.node.name: c.reason for c in self.choices if not c.int8}}
+                "int8_layers": [_label(c.node) for c in self.choices if c.int8],
+                "kept_in_float": {_label(c.node): c.reason for c in self.choices if not c.int8}}
+
+
+def _label(node: Node) -> str:
+    """A layer's name as the user knows it: the ONNX node it was made from (a fused layer's first)."""
+    return node.origin[0] if node.origin else node.name
 
 
 def quantize(graph: Graph, policy: PrecisionPolicy, calibration: Calibration | None, device: torch.device,
@@ -96,7 +101,7 @@ def quantize(graph: Graph, policy: PrecisionPolicy, calibration: Calibration | N
     report.seconds = time.perf_counter() - started
     kept = [c for c in report.choices if not c.int8]
     say(f"int8: {sum(c.int8 for c in report.choices)} layers quantized ({pairs} Q/DQ pairs), {len(kept)} kept in "
-        f"float{': ' + '; '.join(f'{c.node.name} ({c.reason})' for c in kept[:5]) if kept else ''}"
+        f"float{': ' + '; '.join(f'{_label(c.node)} ({c.reason})' for c in kept[:5]) if kept else ''}"
         f"{' ...' if len(kept) > 5 else ''}")
     return report
 
