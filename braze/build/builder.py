@@ -95,22 +95,7 @@ class Builder:
             say(f"optimized: {source_nodes} nodes -> {len(graph.nodes)} layers "
                 f"({sum(passes.fired.values())} rewrites)")
 
-        int8, calibration, held_out = None, config.calibration, []
-        if policy.int8 and config.optimization_level == 0:
-            say("warning: int8 needs optimization level 1 or more (its layers are fused ones): building in float")
-        elif policy.int8:
-            if budget is not None:
-                calibration, held_out = hold_out(config.calibration, graph, self.target.device, budget)
-            int8 = quantize(graph, policy, calibration, self.target.device, say)
-        if config.optimization_level > 0:
-            optimize(graph, passes, QDQ_PASSES)
-        if policy.float_type is not DType.float32:
-            keep = frozenset(n.name for n in graph.nodes if policy.pinned(n) == Precision.FP32)
-            lower_precision(graph, policy.float_type, keep=keep)
-            infer_shapes(graph)
-            graph.verify()
-        if config.optimization_level > 0:
-            optimize(graph, passes, LOWERED_PASSES)
+        int8, held_out = self._precision_stage(graph, policy, config, budget, passes, say)
 
         cache = TimingCache(self.target.signature(), config.timing_cache) if self.target.is_cuda else None
         with _tf32(policy.tf32):
@@ -147,6 +132,30 @@ class Builder:
         engine.plan.build["build_seconds"] = round(time.perf_counter() - started, 3)
         say(f"built {len(engine.graph.nodes)} layers in {time.perf_counter() - started:.2f} s")
         return engine
+
+    def _precision_stage(self, graph: Graph, policy: PrecisionPolicy, config: BuilderConfig,
+                         budget: AccuracyBudget | None, passes: PassContext, say: Progress
+                         ) -> tuple[Int8Report | None, list[Mapping[str, torch.Tensor]]]:
+        """INT8 where allowed (calibrate, insert Q/DQ), the Q/DQ fusions, float lowering, then the passes that need
+        the lowered types (docs/quantization.md). Returns the INT8 report and the samples the guard holds out."""
+        int8, calibration, held_out = None, config.calibration, []
+        level = config.optimization_level
+        if policy.int8 and level == 0:
+            say("warning: int8 needs optimization level 1 or more (its layers are fused ones): building in float")
+        elif policy.int8:
+            if budget is not None:
+                calibration, held_out = hold_out(config.calibration, graph, self.target.device, budget)
+            int8 = quantize(graph, policy, calibration, self.target.device, say)
+        if level > 0:
+            optimize(graph, passes, QDQ_PASSES)
+        if policy.float_type is not DType.float32:
+            keep = frozenset(n.name for n in graph.nodes if policy.pinned(n) == Precision.FP32)
+            lower_precision(graph, policy.float_type, keep=keep)
+            infer_shapes(graph)
+            graph.verify()
+        if level > 0:
+            optimize(graph, passes, LOWERED_PASSES)
+        return int8, list(held_out)
 
     def _guarded(self, engine: Engine, source: Graph, config: BuilderConfig, policy: PrecisionPolicy,
                  int8: Int8Report, budget: AccuracyBudget, held_out: Sequence[Mapping[str, torch.Tensor]],
