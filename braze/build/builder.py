@@ -146,6 +146,7 @@ class Builder:
             if budget is not None:
                 calibration, held_out = hold_out(config.calibration, graph, self.target.device, budget)
             int8 = quantize(graph, policy, calibration, self.target.device, say)
+            passes.calibrated = int8.quantized
         if level > 0:
             optimize(graph, passes, QDQ_PASSES)
         if policy.float_type is not DType.float32:

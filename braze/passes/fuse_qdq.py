@@ -53,23 +53,37 @@ def _dequantized(t: Tensor | None, producer: dict[Tensor, Node]) -> tuple[Tensor
     return None if params is None else (dq.inputs[0], *params)
 
 
-def int8_weight(w: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per channel along `axis`: (w_q, scale). A weight that is exactly int8 times a scale per
-    channel or per tensor (a model's DequantizeLinear, folded) is recovered exactly; any other is rounded."""
+def int8_weight(w: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Symmetric int8 per channel along `axis`: (w_q, scale, exact). `exact` says w is int8 (within +-127) times
+    the scale found, per channel or per tensor, to the last bit: a model's DequantizeLinear, folded, is recovered
+    so. Otherwise the weight is rounded to max |w| / 127 per channel, which only calibration's layers may take."""
     dims = [d for d in range(w.dim()) if d != axis]
     shape = [-1 if d == axis else 1 for d in range(w.dim())]
     amax = w.abs().amax(dim=dims)
-    candidates = [amax, amax.max().expand_as(amax)]  # per channel, then per tensor
-    for top in candidates:
-        scale = torch.where(top > 0, (top.double() / 127).float(), torch.ones_like(top))
-        w_q = torch.round(w.double() / scale.double().reshape(shape)).clamp(-127, 127)
-        if torch.equal(w_q.float() * scale.reshape(shape), w):
-            return w_q.to(torch.int8), scale
-    scale = torch.where(amax > 0, (amax.double() / 127).float(), torch.ones_like(amax))
-    return torch.round(w.double() / scale.double().reshape(shape)).clamp(-127, 127).to(torch.int8), scale
+    rounded = torch.where(amax > 0, (amax.double() / 127).float(), torch.ones_like(amax))
+    for top in (rounded, rounded.max().expand_as(rounded)):  # per channel, then per tensor
+        scale, exact = _exact_scale(w, top, shape, dims)
+        if exact:
+            return torch.round(w.double() / scale.double().reshape(shape)).to(torch.int8), scale, True
+    return torch.round(w.double() / rounded.double().reshape(shape)).clamp(-127, 127).to(torch.int8), rounded, False
 
 
-def _layer(m: Match, graph: Graph) -> list[Node] | None:
+def _exact_scale(w: torch.Tensor, scale: torch.Tensor, shape: list[int], dims: list[int]) -> tuple[torch.Tensor, bool]:
+    """Per channel, the first of `scale` and its two float32 neighbours by which w is int8 times it exactly (the
+    division that found it may land one ulp off the model's scale); whether every channel has one."""
+    found = scale.clone()
+    done = torch.zeros_like(scale, dtype=torch.bool)
+    for candidate in (scale, torch.nextafter(scale, torch.full_like(scale, float("inf"))),
+                      torch.nextafter(scale, torch.zeros_like(scale))):
+        q = torch.round(w.double() / candidate.double().reshape(shape))
+        fits = (q.abs() <= 127) & (q.float() * candidate.reshape(shape) == w)
+        ok = fits.all(dim=dims) if dims else fits
+        found = torch.where(~done & ok, candidate, found)
+        done |= ok
+    return found, bool(done.all())
+
+
+def _layer(m: Match, graph: Graph, calibrated: frozenset[str]) -> list[Node] | None:
     layer, x_dq = m.root, m["x_dq"]
     producer = graph.producers()
     found = _dequantized(x_dq, producer)
@@ -80,7 +94,9 @@ def _layer(m: Match, graph: Graph) -> list[Node] | None:
     conv = layer.op in ("Conv", Kind.FUSED_CONV)
     if (conv and w.rank != 4) or (not conv and w.rank != 2):
         return None
-    w_q, w_scale = int8_weight(w.value, 0 if conv else 1)
+    w_q, w_scale, exact = int8_weight(w.value, 0 if conv else 1)
+    if not exact and x_q.name not in calibrated:
+        return None  # NOTE: a model's own Q/DQ: only weights that are exactly int8 times a scale keep its meaning
     bias, residual = layer.input(2), layer.input(3)
     if bias is not None and not bias.is_constant:
         return None
@@ -114,12 +130,21 @@ def _requantize(m: Match, graph: Graph) -> list[Node] | None:
                  origin=merged_origin(layer, q), domain=DOMAIN)]
 
 
-RULES = [
-    Rule("qdq_conv", Op(("Conv", Kind.FUSED_CONV), Any("x_dq"), Const("w"), partial=True), _layer),
-    Rule("qdq_gemm", Op(("MatMul", Kind.FUSED_GEMM), Any("x_dq"), Const("w"), partial=True), _layer),
-    Rule("qdq_requantize", Op("QuantizeLinear", Op((Kind.QCONV, Kind.QGEMM), any_inputs=True, name="layer",
-                                                   domain=DOMAIN), partial=True), _requantize),
-]
+def rules(calibrated: frozenset[str] = frozenset()) -> list[Rule]:
+    """The fusion rules; `calibrated` names the quantized tensors braze's calibration made, whose layers' weights
+    may be rounded to int8 (a model's own Q/DQ layers fuse only where the weight is exactly int8)."""
+    def layer(m: Match, graph: Graph) -> list[Node] | None:
+        return _layer(m, graph, calibrated)
+
+    return [
+        Rule("qdq_conv", Op(("Conv", Kind.FUSED_CONV), Any("x_dq"), Const("w"), partial=True), layer),
+        Rule("qdq_gemm", Op(("MatMul", Kind.FUSED_GEMM), Any("x_dq"), Const("w"), partial=True), layer),
+        REQUANTIZE,
+    ]
+
+
+REQUANTIZE = Rule("qdq_requantize", Op("QuantizeLinear", Op((Kind.QCONV, Kind.QGEMM), any_inputs=True, name="layer",
+                                                          domain=DOMAIN), partial=True), _requantize)
 
 
 def split_shared_dequantize(graph: Graph) -> int:
@@ -146,4 +171,4 @@ def run(graph: Graph, ctx) -> None:
     split = split_shared_dequantize(graph)
     if split:
         ctx.fired["split_shared_dequantize"] += split
-    rewrite(graph, RULES, ctx.fired)
+    rewrite(graph, rules(ctx.calibrated), ctx.fired)

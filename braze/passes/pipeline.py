@@ -26,6 +26,7 @@ class PassContext:
     level: int = 3
     target: str = "cpu"
     policy: PrecisionPolicy = field(default_factory=PrecisionPolicy)
+    calibrated: frozenset[str] = frozenset()  # the quantized tensors calibration made (fuse_qdq may round their weights)
     fired: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, float] = field(default_factory=dict)
     dump_dir: Path | None = None

@@ -91,8 +91,7 @@ def _weight(node: Node, w: Tensor, scale: Tensor, zero_point: Tensor | None, axi
     shape = [-1 if d == axis else 1 for d in range(w.value.dim())]
     per_channel = scale.value.numel() > 1
     folded = w.value.float() * (alpha * scale.value.float()).reshape(shape if per_channel else ())
-    found, found_scale = recover_int8(folded, axis)
-    return torch.equal(found.float() * found_scale.reshape(shape), folded)
+    return recover_int8(folded, axis)[2]
 
 
 def _nodes(graph: Graph, root: Node):

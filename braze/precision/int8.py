@@ -51,6 +51,7 @@ class Int8Report:
     graph_digest: str = ""
     data_digest: str = ""
     seconds: float = 0.0
+    quantized: frozenset[str] = frozenset()  # the quantized tensors insert_qdq made (for the fusion rules)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "graph_digest": self.graph_digest, "data_digest": self.data_digest,
@@ -97,7 +98,8 @@ def quantize(graph: Graph, policy: PrecisionPolicy, calibration: Calibration | N
             CalibrationCache(calibration.calibrator, report.graph_digest, report.data_digest, report.scales,
                              calibration.percentile if calibration.calibrator == "percentile" else None
                              ).save(calibration.cache)
-    pairs = insert_qdq(graph, report.choices, report.scales)
+    report.quantized = insert_qdq(graph, report.choices, report.scales)
+    pairs = len(report.quantized)
     report.seconds = time.perf_counter() - started
     kept = [c for c in report.choices if not c.int8]
     say(f"int8: {sum(c.int8 for c in report.choices)} layers quantized ({pairs} Q/DQ pairs), {len(kept)} kept in "

@@ -168,9 +168,9 @@ def _narrow(value: torch.Tensor, dtype: DType) -> torch.Tensor:
 def _retarget(node: Node, dtype: DType) -> None:
     """Ops that name float32 explicitly, or by default, produce the low type instead."""
     if node.op in ("QuantizeLinear", "DequantizeLinear") and node.domain in ("", "ai.onnx"):
-        # NOTE: the scale stays float32 (scale_inputs): QuantizeLinear-19 takes a float16/bfloat16 x with it, and
-        # DequantizeLinear-23 makes the low type from it by output_dtype; the same ops otherwise
-        least = 19 if node.op == "QuantizeLinear" else 23
+        # NOTE: the scale stays float32 (scale_inputs): version 23 is the first whose x (or output) may be of another
+        # float type than the scale (DequantizeLinear making the low type by output_dtype); the same ops otherwise
+        least = 23
         if 0 < node.version < least:  # NOTE: version 0 already means the newest
             node.version = least
         if node.op == "DequantizeLinear" and not node.attrs.get("output_dtype") and node.inputs[1].dtype == DType.float32:

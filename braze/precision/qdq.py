@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import BrazeError
 from ..ir import DType, Graph, Node, Tensor
 from ..ops.kinds import Kind, is_kind
 from .policy import Precision, PrecisionPolicy
 
-_ONNX_INT8, _ONNX_FLOAT = 3, 1
 MIN_CHANNELS = 16  # a first convolution with fewer input channels stays in the float type
 
 
@@ -39,11 +39,13 @@ class Choice:
 
 
 def quantizable(node: Node) -> bool:
-    """A layer INT8 kernels exist for: a 2-D FusedConv or a FusedGemm, constant float32 weight, float32 input."""
-    if not is_kind(node, Kind.FUSED_CONV, Kind.FUSED_GEMM) or len(node.inputs) < 2:
+    """A layer INT8 kernels exist for: a 2-D convolution (Conv, FusedConv) or a matrix product (MatMul, FusedGemm)
+    with a constant float32 weight and a float32 input."""
+    plain = node.domain in ("", "ai.onnx") and node.op in ("Conv", "MatMul")
+    if not (plain or is_kind(node, Kind.FUSED_CONV, Kind.FUSED_GEMM)) or len(node.inputs) < 2:
         return False
     x, w = node.inputs[0], node.inputs[1]
-    rank = 4 if node.op == Kind.FUSED_CONV else 2
+    rank = 4 if node.op in ("Conv", Kind.FUSED_CONV) else 2
     return (w is not None and w.is_constant and w.rank == rank and w.dtype == DType.float32
             and x is not None and x.dtype == DType.float32)
 
@@ -57,7 +59,8 @@ def choose_layers(graph: Graph, policy: PrecisionPolicy) -> list[Choice]:
         pin = policy.pinned(n)
         if pin is not None:
             reason = "" if pin is Precision.INT8 else f"pinned to {pin}"
-        elif n.op == Kind.FUSED_CONV and i == 0 and n.inputs[1].shape[1] * int(n.attrs.get("group", 1)) < MIN_CHANNELS:
+        elif n.op in ("Conv", Kind.FUSED_CONV) and i == 0 and \
+                n.inputs[1].shape[1] * int(n.attrs.get("group", 1)) < MIN_CHANNELS:
             reason = f"first convolution, {n.inputs[1].shape[1] * int(n.attrs.get('group', 1))} input channels"
         elif id(n) in last:
             reason = "last layer before an output"
@@ -94,9 +97,10 @@ def calibration_tensors(choices: list[Choice]) -> list[str]:
     return names
 
 
-def insert_qdq(graph: Graph, choices: list[Choice], scales: dict[str, float]) -> int:
+def insert_qdq(graph: Graph, choices: list[Choice], scales: dict[str, float]) -> frozenset[str]:
     """Put QuantizeLinear -> DequantizeLinear (int8, zero point 0, the calibrated scale) on the activation input
-    of each chosen layer; layers that read one tensor share one pair. Returns how many pairs were made."""
+    of each chosen layer; layers that read one tensor share one pair. Returns the names of the quantized tensors
+    made (the fusion may round these layers' weights to int8; a model's own Q/DQ layers keep theirs exact)."""
     pairs: dict[int, Tensor] = {}
     for c in choices:
         x = c.node.inputs[0]
@@ -105,11 +109,16 @@ def insert_qdq(graph: Graph, choices: list[Choice], scales: dict[str, float]) ->
         if id(x) not in pairs:
             pairs[id(x)] = _pair(graph, x, scales[x.name], c.node)
         c.node.inputs[0] = pairs[id(x)]
-    return len(pairs)
+    producer = graph.producers()
+    return frozenset(producer[dq].inputs[0].name for dq in pairs.values())
 
 
 def _pair(graph: Graph, x: Tensor, scale: float, before: Node) -> Tensor:
-    s = Tensor(graph.unique_name(f"{x.name}.scale"), DType.float32, (), torch.tensor(scale, dtype=torch.float32))
+    value = torch.tensor(scale, dtype=torch.float32)
+    if not (torch.isfinite(value) and value >= torch.finfo(torch.float32).tiny):
+        raise BrazeError(f"the INT8 scale of tensor {x.name!r} is {scale!r}, which float32 holds as {float(value)}: a "
+                         f"scale must be a positive, finite, normal float32 (calibrate again, or fix the cache)")
+    s = Tensor(graph.unique_name(f"{x.name}.scale"), DType.float32, (), value)
     z = Tensor(graph.unique_name(f"{x.name}.zero_point"), DType.int8, (), torch.tensor(0, dtype=torch.int8))
     q = Tensor(graph.unique_name(f"{x.name}.int8"), DType.int8, x.shape)
     dq = Tensor(graph.unique_name(f"{x.name}.dequantized"), DType.float32, x.shape)

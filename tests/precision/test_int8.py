@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from onnx import TensorProto as TP
 from onnx import helper as oh
 from onnx import numpy_helper as onh
@@ -169,3 +170,85 @@ def test_an_unfused_qdq_pair_keeps_its_rounding():
     got = engine.create_execution_context().infer({"x": x})["y"]
     np.testing.assert_array_equal(got, np.clip(np.round(x / 0.25), -128, 127) * 0.25)
     assert DType.int8 in {t.dtype for n in engine.plan.graph.nodes for t in n.outputs}
+
+
+K, N = 64, 32
+
+
+def _explicit_matmul(weight_nodes, weight_inits) -> onnx.ModelProto:
+    """x -> Q -> DQ -> MatMul(weight) -> Q -> DQ, the weight made by `weight_nodes` into 'wd'."""
+    inits = [onh.from_array(np.float32(0.02), "xs"), onh.from_array(np.int8(0), "xz"),
+             onh.from_array(np.float32(0.05), "ys"), onh.from_array(np.int8(0), "yz"), *weight_inits]
+    nodes = [oh.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             oh.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]), *weight_nodes,
+             oh.make_node("MatMul", ["xd", "wd"], ["c"], name="mm"),
+             oh.make_node("QuantizeLinear", ["c", "ys", "yz"], ["yq"]),
+             oh.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", TP.FLOAT, [4, K])],
+                          [oh.make_tensor_value_info("y", TP.FLOAT, [4, N])], inits)
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)])
+
+
+def _weights(kind: str):
+    rng = np.random.default_rng(1)
+    dq = [oh.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], **({"axis": 0} if kind == "axis-k" else {}))]
+    if kind == "axis-k":  # one scale per input row: not a per-output-channel weight
+        return dq, [onh.from_array(rng.integers(-127, 128, (K, N)).astype(np.int8), "wq"),
+                    onh.from_array((10 ** rng.uniform(-3, -1, K)).astype(np.float32), "ws"),
+                    onh.from_array(np.zeros(K, np.int8), "wz")]
+    if kind == "uint8-zero-point":
+        return dq, [onh.from_array(rng.integers(0, 256, (K, N)).astype(np.uint8), "wq"),
+                    onh.from_array(np.float32(0.01), "ws"), onh.from_array(np.uint8(100), "wz")]
+    return [oh.make_node("Identity", ["wf"], ["wd"])], [
+        onh.from_array((rng.standard_normal((K, N)) * 0.1).astype(np.float32), "wf")]
+
+
+@pytest.mark.parametrize("kind", ["axis-k", "uint8-zero-point", "float"])
+def test_a_model_weight_that_is_not_int8_per_channel_is_not_rounded_to_it(kind):
+    """A model's own Q/DQ layer fuses only where its weight is exactly int8 times a scale per output channel or
+    per tensor; any other runs in float with the model's rounding, bit-identical to onnxruntime."""
+    model = _explicit_matmul(*_weights(kind))
+    x = {"x": np.random.default_rng(2).standard_normal((4, K)).astype(np.float32)}
+    engine = braze.Builder("cpu").build(model)
+    assert "QGemm" not in ops(engine)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    np.testing.assert_array_equal(engine.create_execution_context().infer(x)["y"], want)
+
+
+def test_int8_weights_are_recovered_exactly_even_where_the_division_lands_one_ulp_off():
+    from braze.passes.fuse_qdq import int8_weight
+
+    rng = np.random.default_rng(3)
+    scales = torch.from_numpy((10 ** rng.uniform(-4, 0, 64)).astype(np.float32))
+    q = torch.from_numpy(rng.integers(-127, 128, (64, 3, 3, 3)).astype(np.int8))
+    q[:, 0, 0, 0] = 127  # every channel reaches the end of the range, as a max-calibrated weight does
+    for w_scale, w in ((scales, q.float() * scales.reshape(-1, 1, 1, 1)), (scales[:1], q.float() * scales[0])):
+        w_q, found, exact = int8_weight(w, 0)
+        assert exact and torch.equal(w_q, q) and torch.equal(found, w_scale.expand(64))
+
+
+def test_plain_convs_and_matmuls_are_quantized_and_the_last_is_named_right():
+    rng = np.random.default_rng(0)
+    inits = [onh.from_array((rng.standard_normal((64, 64)) * 0.1).astype(np.float32), f"w{i}") for i in (1, 2)]
+    inits.append(onh.from_array((rng.standard_normal((64, 10)) * 0.1).astype(np.float32), "w3"))
+    nodes = [oh.make_node("MatMul", ["x", "w1"], ["a"], name="m1"), oh.make_node("MatMul", ["a", "w2"], ["b"], name="m2"),
+             oh.make_node("Relu", ["b"], ["br"]), oh.make_node("MatMul", ["br", "w3"], ["y"], name="m3")]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", TP.FLOAT, [4, 64])],
+                          [oh.make_tensor_value_info("y", TP.FLOAT, [4, 10])], inits)
+    data = [{"x": rng.standard_normal((4, 64)).astype(np.float32)} for _ in range(4)]
+    engine = calibrated(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)]), data=data)
+    report = engine.plan.build["int8"]
+    assert report["int8_layers"] == ["m1", "m2"] and report["kept_in_float"] == {"m3": "last layer before an output"}
+
+
+@pytest.mark.parametrize("scale, held", [(1e-300, "0.0"), (1e300, "inf")])
+def test_a_cached_scale_float32_cannot_hold_is_refused(tmp_path, scale, held):
+    import json
+
+    cache = tmp_path / "model.calib.json"
+    calibrated(tiny_cnn(batch=2), data=samples(), cache=str(cache))
+    content = json.loads(cache.read_text())
+    content["scales"] = {name: scale for name in content["scales"]}
+    cache.write_text(json.dumps(content))
+    with pytest.raises(BrazeError, match=f"which float32 holds as {held}: a scale must be a positive, finite"):
+        calibrated(tiny_cnn(batch=2), cache=str(cache))
