@@ -2,8 +2,8 @@
 kernels, so that "int8 allowed" stays a permission (docs/quantization.md): where INT8 is slower for a layer's
 shape, the layer keeps its quantized inputs and outputs but multiplies in float.
 
-The weights are dequantized once at compile (w_q * w_scale, in the compute type: float16 on CUDA, float32 on
-the CPU); the input is dequantized on the fly; the library's convolution or GEMM (cuDNN, cuBLAS, oneDNN)
+The weights are dequantized once at compile (w_q * w_scale, in the compute type: the layer's float16/bfloat16
+output type on CUDA, else float32); the input is dequantized on the fly; the library's convolution or GEMM (cuDNN, cuBLAS, oneDNN)
 accumulates in float32; the epilogue (bias, residual, activation, requantize) follows the reference's order.
 The result differs from the exact integer sum only by the compute type's rounding of x and w, so a requantized
 output is within one step of the reference for any layer whose values are not many thousands of steps.
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import Target
-from ..ir import Node
+from ..ir import DType, Node
 from ..ops.epilogue import activate
 from ..ops.kinds import Kind, is_kind
 from ..ops.quantize import dtype_of_code, integer_range
@@ -26,7 +26,7 @@ from .tactic import TacticBase
 
 
 class DequantizedTactic(TacticBase):
-    """QConv (2-D) or QGemm, multiplied in float16 (CUDA) or float32 (CPU)."""
+    """QConv (2-D) or QGemm, multiplied in the engine's float type (CUDA) or float32 (CPU)."""
 
     name = "int8_as_float"
     writes_output = False
@@ -41,7 +41,10 @@ class DequantizedTactic(TacticBase):
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         a = node.attrs
-        compute = torch.float16 if target.is_cuda else torch.float32
+        out = dtype_of_code(int(node.attrs.get("output_dtype", 1)), "output_dtype")
+        # NOTE: the engine's float type: float16/bfloat16 where the layer outputs it on CUDA, else float32 (an FP32
+        # engine's INT8 layer must not lose float32's accuracy when it runs in float)
+        compute = out.torch if target.is_cuda and out in (DType.float16, DType.bfloat16) else torch.float32
         conv = node.op == Kind.QCONV
         w_scale = node.inputs[2].value.to(target.device, torch.float32)  # type: ignore[union-attr]
         w_q = node.inputs[1].value.to(target.device)  # type: ignore[union-attr]
@@ -55,7 +58,6 @@ class DequantizedTactic(TacticBase):
         r_scale, r_zero = float(a.get("residual_scale", 0.0)), int(a.get("residual_zero_point", 0))
         act, params = a.get("activation", "none"), list(a.get("act_params") or [])
         out_scale, out_zero = float(a.get("out_scale", 0.0)), int(a.get("out_zero_point", 0))
-        out = dtype_of_code(int(a.get("output_dtype", 1)), "output_dtype")
         low, high = integer_range(out) if out_scale > 0 else (0, 0)
         if conv:
             win = conv_geometry(node)
