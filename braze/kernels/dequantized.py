@@ -3,8 +3,9 @@ kernels, so that "int8 allowed" stays a permission (docs/quantization.md): where
 shape, the layer keeps its quantized inputs and outputs but multiplies in float.
 
 The weights are dequantized once at compile (w_q * w_scale, in the compute type: the layer's float16/bfloat16
-output type on CUDA, else float32); the input is dequantized on the fly; the library's convolution or GEMM (cuDNN, cuBLAS, oneDNN)
-accumulates in float32; the epilogue (bias, residual, activation, requantize) follows the reference's order.
+output type on CUDA, else float32); the input is dequantized on the fly; the library's convolution or GEMM
+(cuDNN, cuBLAS, oneDNN) accumulates in float32; the epilogue (bias, residual, activation, requantize) follows
+the reference's order.
 The result differs from the exact integer sum only by the compute type's rounding of x and w, so a requantized
 output is within one step of the reference for any layer whose values are not many thousands of steps.
 """

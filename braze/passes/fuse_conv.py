@@ -135,7 +135,8 @@ def _fold_pad(m: Match, graph: Graph) -> list[Node] | None:
         return None
     spatial = rank - 2
     own = list(conv.attrs.get("pads") or [0] * (2 * spatial))
-    pads = [own[i] + full[2 + i] for i in range(spatial)] + [own[spatial + i] + full[rank + 2 + i] for i in range(spatial)]
+    begin = [own[i] + full[2 + i] for i in range(spatial)]
+    pads = begin + [own[spatial + i] + full[rank + 2 + i] for i in range(spatial)]
     attrs = {**conv.attrs, "pads": pads}
     return [node(graph, conv.op, [x, *conv.inputs[1:]], conv.outputs, attrs, name=conv.name,
                  origin=merged_origin(pad, conv), domain=conv.domain, version=conv.version)]

@@ -121,7 +121,8 @@ def _shape_path(graph: Graph) -> set[int]:
             pending += [x for x in node.inputs if x is not None]
     for node in graph.nodes:  # NOTE: an op fed only such float32 values (a Range of float bounds) makes float32 too
         scales = _scale_inputs(node)
-        floats = [x for i, x in enumerate(node.inputs) if x is not None and x.dtype == DType.float32 and i not in scales]
+        floats = [x for i, x in enumerate(node.inputs)
+                  if x is not None and x.dtype == DType.float32 and i not in scales]
         if floats and all(id(x) in stay for x in floats):
             stay.update(id(t) for t in node.outputs if t.dtype == DType.float32)
     return stay
@@ -173,9 +174,11 @@ def _retarget(node: Node, dtype: DType) -> None:
         least = 23
         if 0 < node.version < least:  # NOTE: version 0 already means the newest
             node.version = least
-        if node.op == "DequantizeLinear" and not node.attrs.get("output_dtype") and node.inputs[1].dtype == DType.float32:
+        scale_type = node.inputs[1].dtype
+        if node.op == "DequantizeLinear" and not node.attrs.get("output_dtype") and scale_type == DType.float32:
             node.attrs["output_dtype"] = _ONNX_CODES[dtype]
-    attr = _TYPE_ATTRS.get(node.op) if node.domain in ("", "ai.onnx", DOMAIN) else None  # NOTE: not com.microsoft's QGemm
+    # NOTE: ONNX's and braze's ops only: com.microsoft's QGemm is not braze's
+    attr = _TYPE_ATTRS.get(node.op) if node.domain in ("", "ai.onnx", DOMAIN) else None
     if attr is not None and node.attrs.get(attr[0], attr[1]) == _ONNX_FLOAT:
         node.attrs[attr[0]] = _ONNX_CODES[dtype]
     value = node.attrs.get("value")
