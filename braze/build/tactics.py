@@ -1,7 +1,7 @@
 """Choosing a tactic and configuration per layer.
 
-Level 0 (and the CPU, but for its INT8 layers) takes the first tactic that supports the layer, with its heuristic
-default. Higher levels time every (tactic, configuration) candidate on the layer's real shapes, on the
+Level 0 (and the CPU) takes the first tactic that supports the layer, with its heuristic default.
+Higher levels time every (tactic, configuration) candidate on the layer's real shapes, on the
 target, and keep the fastest; a candidate that fails, or whose output disagrees with the op's reference
 implementation beyond the dtype's tolerance (NaN and infinity included), is dropped. The timer is a
 parameter (CUDA events on the GPU; tests pass a fake with known times). Decisions are recorded in the
@@ -42,15 +42,12 @@ def choose_tactics(graph: Graph, target: Target, level: int, say: Progress, cach
     if missing:
         listing = ", ".join(f"{n.name!r} ({n.op})" for n in missing[:5])
         raise UnsupportedError(f"no {target.kind} tactic can run {len(missing)} layer(s): {listing}")
-    # NOTE: on the CPU only INT8 layers are timed (INT8 against the float candidate: INT8 is a permission, and
-    # oneDNN's INT8 loses on tiny and depthwise layers); every other CPU layer takes its first tactic
-    timed = (lambda node: True) if (target.is_cuda if tune is None else tune) else \
-        (lambda node: tune is None and is_kind(node, Kind.QCONV, Kind.QGEMM))
-    tuner = _Tuner(target, level, say, cache, timer) if level > 0 and any(timed(n) for n in graph.nodes) else None
+    tune = target.is_cuda if tune is None else tune
+    tuner = _Tuner(target, level, say, cache, timer) if tune and level > 0 else None
     chosen: dict[str, LayerChoice] = {}
     for index, node in enumerate(graph.nodes):
         options = [(t, c) for t in candidates if t.supports(node, target) for c in t.configs(node, target, level)]
-        if tuner is None or len(options) == 1 or not timed(node):
+        if tuner is None or len(options) == 1:
             tactic, config = options[0]
             chosen[node.name] = LayerChoice(tactic.name, config)
         else:

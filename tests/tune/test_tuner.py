@@ -302,28 +302,3 @@ def test_int8_candidates_may_differ_from_the_reference_by_one_step(monkeypatch, 
     chosen = choose(Graph([x], [y], [node], name="q"), [FakeInt8("exact", clock, 0), FakeInt8("close", clock, off)],
                     clock, monkeypatch)
     assert chosen["qgemm"].tactic == ("close" if kept else "exact")
-
-
-def test_on_the_cpu_only_int8_layers_are_timed(monkeypatch):
-    """INT8 is a permission on the CPU too: an INT8 layer keeps the faster of its candidates (the float one here);
-    every other layer takes its first tactic untimed."""
-    g = torch.Generator().manual_seed(0)
-    x = Tensor("x", DType.int8, (4, 16))
-    w = Tensor("w", DType.int8, (16, 8), torch.randint(-127, 128, (16, 8), generator=g, dtype=torch.int8))
-    s = Tensor("s", DType.float32, (8,), torch.full((8,), 0.01))
-    y, z = Tensor("y", DType.int8, (4, 8)), Tensor("z", DType.int8, (4, 8))
-    qgemm = Node("QGemm", [x, w, s], [y], {"x_scale": 0.05, "out_scale": 0.5, "output_dtype": 3}, name="qgemm",
-                 domain="braze")
-    relu = Node("Relu", [y], [z], name="relu")
-    clock = Clock({("int8", key({})): 1.0, ("as_float", key({})): 0.5, ("slow_relu", key({})): 9.0,
-                   ("fast_relu", key({})): 0.1})
-    candidates = [FakeInt8("int8", clock, 0), FakeInt8("as_float", clock, 0)]
-    relus = [Fake("slow_relu", clock), Fake("fast_relu", clock)]
-    for fake in relus:
-        fake.supports = lambda node, target: node.op == "Relu"  # type: ignore[method-assign]
-    for fake in candidates:
-        fake.supports = lambda node, target: node.op == "QGemm"  # type: ignore[method-assign]
-    monkeypatch.setattr(tactics_module, "tactics_for", lambda target: candidates + relus)
-    chosen = choose_tactics(Graph([x], [z], [qgemm, relu], name="q"), TARGET, 3, lambda msg: None, timer=clock)
-    assert chosen["qgemm"].tactic == "as_float" and chosen["relu"].tactic == "slow_relu"
-    assert {c[0] for c in clock.calls} == {"int8", "as_float"}
