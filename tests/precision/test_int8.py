@@ -112,9 +112,13 @@ def test_cache_is_written_and_reused_without_data(tmp_path):
     again = calibrated(model, cache=str(cache))
     assert again.plan.build["int8"]["source"].startswith("cache ")
     assert again.plan.build["int8"]["data_digest"] == first.plan.build["int8"]["data_digest"]
+    def scales(engine):
+        return [(n.name, n.attrs.get("x_scale"), n.attrs.get("out_scale")) for n in engine.plan.graph.nodes]
+
+    assert scales(again) == scales(first)  # the same quantization; the tactics may differ (CPU INT8 layers are timed)
     feed = samples(1, seed=3)[0]
-    np.testing.assert_array_equal(first.create_execution_context().infer(feed)["y"],
-                                  again.create_execution_context().infer(feed)["y"])
+    np.testing.assert_allclose(first.create_execution_context().infer(feed)["y"],
+                               again.create_execution_context().infer(feed)["y"], rtol=1e-5, atol=1e-5)
 
 
 def test_int8_without_data_or_cache_says_what_to_pass(tmp_path):
