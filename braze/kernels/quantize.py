@@ -41,16 +41,21 @@ def _params(node: Node, x_rank: int, device: torch.device) -> tuple[torch.Tensor
     return s, z
 
 
+def _converts(node: Node, op: str, from_types: tuple[DType, ...], to_types: tuple[DType, ...]) -> bool:
+    """`node` is ONNX's `op` from one of `from_types` to one of `to_types`, with scales these tactics take."""
+    if node.op != op or node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
+        return False
+    x, y = node.inputs[0], node.outputs[0]
+    return (x.dtype in from_types and y.dtype in to_types and x.rank is not None and node.inputs[1].dtype in _FLOATS
+            and _params(node, x.rank, torch.device("cpu")) is not None)
+
+
 class QuantizeTactic(TacticBase):
     name = "quantize"
     owned_inputs = (1, 2)
 
     def supports(self, node: Node, target: Target) -> bool:
-        if node.op != "QuantizeLinear" or node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
-            return False
-        x, y = node.inputs[0], node.outputs[0]
-        return (x.dtype in _FLOATS and y.dtype in _QUANTIZED and x.rank is not None and node.inputs[1].dtype in _FLOATS
-                and _params(node, x.rank, torch.device("cpu")) is not None)
+        return _converts(node, "QuantizeLinear", _FLOATS, _QUANTIZED)
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         scale, zero_point = _params(node, node.inputs[0].rank, target.device)  # type: ignore[misc,arg-type]
@@ -73,11 +78,7 @@ class DequantizeTactic(TacticBase):
     owned_inputs = (1, 2)
 
     def supports(self, node: Node, target: Target) -> bool:
-        if node.op != "DequantizeLinear" or node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
-            return False
-        x, y = node.inputs[0], node.outputs[0]
-        return (x.dtype in _QUANTIZED and y.dtype in _FLOATS and x.rank is not None and node.inputs[1].dtype in _FLOATS
-                and _params(node, x.rank, torch.device("cpu")) is not None)
+        return _converts(node, "DequantizeLinear", _QUANTIZED, _FLOATS)
 
     def compile(self, node: Node, config: dict[str, Any], target: Target):
         scale, zero_point = _params(node, node.inputs[0].rank, target.device)  # type: ignore[misc,arg-type]
